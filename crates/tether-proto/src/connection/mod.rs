@@ -1,0 +1,251 @@
+//! The connection engine: frames in, events out; commands in, bytes out.
+
+mod recv;
+mod send;
+
+use std::fmt;
+use std::io::IoSlice;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use crate::config::Config;
+use crate::deflate::{DeflateParams, PerMessageDeflate};
+use crate::outbound::Outbound;
+use crate::role::Role;
+
+pub use send::{PreparedMessage, SendOptions};
+
+/// Where a connection is in its life (RFC 6455 §7).
+///
+/// ```text
+///            close() sent              peer's close received
+///   Open ───────────────▶ CloseSent ─────────────────────────▶ Closed
+///     │                      │  close timeout                   ▲
+///     │                      └──────────────────────────────────┤
+///     │  peer's close received (reply queued), protocol error   │
+///     │  (close with its code queued), transport EOF            │
+///     └─────────────────────────────────────────────────────────┘
+/// ```
+/// In `Closed` the engine sends and accepts nothing more; the transport is closed once the
+/// queued bytes are written ([`Connection::should_close_transport`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's (RFC 6455 §5.5.1); incoming messages are
+    /// still delivered.
+    CloseSent,
+    /// The closing handshake is done, timed out, or the connection failed.
+    Closed,
+}
+
+/// A source of masking keys for a client (RFC 6455 §5.3: "unpredictable", from "a strong
+/// source of entropy"). The engine has no random number generator of its own.
+pub type MaskKeys = Box<dyn FnMut() -> [u8; 4] + Send>;
+
+/// A sans-I/O WebSocket connection, after the opening handshake.
+///
+/// The caller owns the transport and the clock. Inputs: [`receive`](Self::receive) with bytes
+/// read, [`receive_eof`](Self::receive_eof), [`handle_timeout`](Self::handle_timeout).
+/// Commands: [`send`](Self::send), [`close`](Self::close). Outputs, to poll after every input
+/// or command: [`poll_event`](Self::poll_event) until it returns `None`, then the bytes to
+/// write ([`io_slices`](Self::io_slices) and [`advance_transmit`](Self::advance_transmit)),
+/// then [`poll_timeout`](Self::poll_timeout) and
+/// [`should_close_transport`](Self::should_close_transport).
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    deflate: Option<PerMessageDeflate>,
+    mask_keys: Option<MaskKeys>,
+    /// Bytes received and not parsed yet: at most one read plus a partial header.
+    input: BytesMut,
+    /// The data frame whose payload is arriving, if any.
+    frame: Option<recv::IncomingFrame>,
+    /// The message being reassembled, if any.
+    message: Option<recv::IncomingMessage>,
+    outbound: Outbound,
+    failed: bool,
+    eof: bool,
+    timed_out: bool,
+    close_deadline: Option<Instant>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("compression", &self.deflate.is_some())
+            .field("buffered_input", &self.input.len())
+            .field("queued_output", &self.outbound.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A server-side connection. `deflate` is what the handshake negotiated.
+    pub fn server(config: Config, deflate: Option<DeflateParams>) -> Connection {
+        Connection::new(Role::Server, config, deflate, None)
+    }
+
+    /// A client-side connection that masks each frame with a fresh key from `mask_keys`.
+    pub fn client(
+        config: Config,
+        deflate: Option<DeflateParams>,
+        mask_keys: impl FnMut() -> [u8; 4] + Send + 'static,
+    ) -> Connection {
+        Connection::new(Role::Client, config, deflate, Some(Box::new(mask_keys)))
+    }
+
+    fn new(
+        role: Role,
+        config: Config,
+        deflate: Option<DeflateParams>,
+        mask_keys: Option<MaskKeys>,
+    ) -> Connection {
+        let level = config.deflate.as_ref().map_or(1, |d| d.compression_level);
+        Connection {
+            role,
+            deflate: deflate.map(|params| PerMessageDeflate::new(role, params, level)),
+            config,
+            state: State::Open,
+            mask_keys,
+            input: BytesMut::new(),
+            frame: None,
+            message: None,
+            outbound: Outbound::default(),
+            failed: false,
+            eof: false,
+            timed_out: false,
+            close_deadline: None,
+        }
+    }
+
+    /// This endpoint's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The lifecycle state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether permessage-deflate is in use.
+    pub fn is_compressing(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Whether the connection failed because the peer broke the protocol.
+    pub fn has_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Feeds bytes read from the transport. Parsing happens in [`poll_event`](Self::poll_event),
+    /// so call it until it returns `None` before feeding more: buffered input is then bounded
+    /// by one read. Bytes after the connection closed are ignored (RFC 6455 §5.5.1).
+    pub fn receive(&mut self, data: &[u8]) {
+        if self.state == State::Closed || data.is_empty() {
+            return;
+        }
+        self.input.extend_from_slice(data);
+    }
+
+    /// Whether buffered input remains that [`poll_event`](Self::poll_event) has not turned into
+    /// events yet (for a driver that limits work per wake-up).
+    pub fn has_buffered_input(&self) -> bool {
+        !self.input.is_empty()
+    }
+
+    /// The transport reached end of stream. Returns whether the close was clean: both close
+    /// frames exchanged before it (RFC 6455 §7.1.4); otherwise the closure is abnormal (1006).
+    pub fn receive_eof(&mut self) -> bool {
+        self.eof = true;
+        let clean = self.state == State::Closed && !self.failed && !self.timed_out;
+        self.enter_closed();
+        clean
+    }
+
+    /// The deadline of the running timer, if any: waiting for the peer's close frame after
+    /// ours, or (as a client) for the server to close the transport. The timer starts at the
+    /// first call after the engine begins waiting, so call this after every input or command.
+    pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+        let waiting = match self.state {
+            State::CloseSent => true,
+            // RFC 6455 §7.1.1: the server closes the TCP connection first; a client waits for it.
+            State::Closed => {
+                self.role == Role::Client && !self.eof && !self.failed && !self.timed_out
+            }
+            State::Open => false,
+        };
+        if !waiting {
+            return None;
+        }
+        Some(
+            *self
+                .close_deadline
+                .get_or_insert(now + self.config.close_timeout),
+        )
+    }
+
+    /// Advances the engine's clock: past the deadline, stop waiting for the peer.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.close_deadline.is_some_and(|d| now >= d) {
+            self.timed_out = true;
+            self.close_deadline = None;
+            self.enter_closed();
+        }
+    }
+
+    /// Whether the caller should now close the transport: the engine is closed, everything
+    /// queued was written, and either this is the server (RFC 6455 §7.1.1: the server closes
+    /// the TCP connection first), the connection failed, the peer already closed, or the
+    /// close timeout ran out.
+    pub fn should_close_transport(&self) -> bool {
+        self.state == State::Closed
+            && self.outbound.is_empty()
+            && (self.role == Role::Server || self.failed || self.eof || self.timed_out)
+    }
+
+    /// Bytes queued for the transport.
+    pub fn pending_transmit(&self) -> usize {
+        self.outbound.len()
+    }
+
+    /// Fills `dst` with the queued bytes, in order, for one vectored write; returns how many
+    /// slices were filled. Then call [`advance_transmit`](Self::advance_transmit) with the
+    /// number of bytes the transport took.
+    pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.outbound.io_slices(dst)
+    }
+
+    /// The first queued chunk, for transports without vectored writes.
+    pub fn transmit_chunk(&self) -> &[u8] {
+        self.outbound.first_chunk()
+    }
+
+    /// Drops `n` queued bytes that the transport accepted.
+    ///
+    /// # Panics
+    /// If `n` is more than [`pending_transmit`](Self::pending_transmit).
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.outbound.advance(n);
+    }
+
+    fn enter_closed(&mut self) {
+        self.state = State::Closed;
+        self.input = BytesMut::new();
+        self.frame = None;
+        self.message = None;
+    }
+}
+
+#[cfg(test)]
+mod tests;

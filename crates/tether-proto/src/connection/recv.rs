@@ -1,0 +1,341 @@
+//! The receiving half: frames parsed lazily from buffered input into events.
+
+use bytes::{Buf, Bytes};
+
+use super::{Connection, State};
+use crate::close::{CloseCode, CloseFrame};
+use crate::deflate::DeflateError;
+use crate::error::ProtocolError;
+use crate::frame::{FrameHeader, OpCode};
+use crate::mask::apply_mask;
+use crate::message::{Message, Utf8Bytes};
+use crate::role::Role;
+use crate::utf8::Utf8Validator;
+
+/// A data frame whose payload is still arriving.
+#[derive(Debug)]
+pub(super) struct IncomingFrame {
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    remaining: u64,
+    /// Payload bytes seen so far, for the mask's phase.
+    offset: usize,
+}
+
+/// A message being reassembled from its frames.
+#[derive(Debug)]
+pub(super) struct IncomingMessage {
+    text: bool,
+    compressed: bool,
+    data: Vec<u8>,
+    /// How much of `data` the UTF-8 validator has seen.
+    validated: usize,
+    utf8: Utf8Validator,
+}
+
+impl Connection {
+    /// The next event: a message, ping, pong or close from the peer, in the order they came.
+    ///
+    /// Returns `None` when more input is needed. `Some(Err(e))` means the peer broke a rule:
+    /// the engine has queued a close frame with [`ProtocolError::close_code`] and is now
+    /// [`State::Closed`]. A ping is answered (when `auto_pong` is on) as it is returned here,
+    /// so answers keep the order of the messages around them.
+    pub fn poll_event(&mut self) -> Option<Result<Message, ProtocolError>> {
+        if self.state == State::Closed {
+            return None;
+        }
+        match self.read_step() {
+            Ok(Some(msg)) => Some(Ok(msg)),
+            Ok(None) => {
+                if self.input.is_empty() {
+                    // Release the read buffer: an idle connection holds none.
+                    self.input = bytes::BytesMut::new();
+                }
+                None
+            }
+            Err(e) => {
+                self.fail(&e);
+                Some(Err(e))
+            }
+        }
+    }
+
+    fn read_step(&mut self) -> Result<Option<Message>, ProtocolError> {
+        loop {
+            if let Some(frame) = &mut self.frame {
+                if frame.remaining > 0 {
+                    if self.input.is_empty() {
+                        return Ok(None);
+                    }
+                    let n = usize::try_from(frame.remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(self.input.len());
+                    let mut chunk = self.input.split_to(n);
+                    if let Some(key) = frame.mask {
+                        apply_mask(&mut chunk, key, frame.offset);
+                    }
+                    frame.offset += n;
+                    frame.remaining -= n as u64;
+                    self.append_payload(&chunk)?;
+                    if self.frame.as_ref().is_some_and(|f| f.remaining > 0) {
+                        continue;
+                    }
+                }
+                let fin = self.frame.take().is_some_and(|f| f.fin);
+                if fin {
+                    return self.finish_message().map(Some);
+                }
+                continue;
+            }
+
+            let Some((header, header_len)) = FrameHeader::parse(&self.input)? else {
+                return Ok(None);
+            };
+            self.check_header(&header)?;
+            // Fits in usize: bounded by max_frame_size, or 125 for control frames.
+            let len = header.payload_len as usize;
+
+            if header.opcode.is_control() {
+                if self.input.len() < header_len + len {
+                    return Ok(None);
+                }
+                self.input.advance(header_len);
+                let mut payload = self.input.split_to(len);
+                if let Some(key) = header.mask {
+                    apply_mask(&mut payload, key, 0);
+                }
+                if let Some(msg) = self.control_frame(header.opcode, payload.freeze())? {
+                    return Ok(Some(msg));
+                }
+                continue;
+            }
+
+            if self.message.is_none()
+                && header.fin
+                && !header.rsv1
+                && self.input.len() >= header_len + len
+            {
+                // Fast path: a whole uncompressed message in one frame, all of it buffered.
+                // Unmask in place and hand out a view of the read buffer: no copy.
+                self.input.advance(header_len);
+                let mut payload = self.input.split_to(len);
+                if let Some(key) = header.mask {
+                    apply_mask(&mut payload, key, 0);
+                }
+                let payload = payload.freeze();
+                return Ok(Some(match header.opcode {
+                    OpCode::Text => {
+                        // RFC 6455 §8.1: text must be valid UTF-8.
+                        Message::Text(
+                            Utf8Bytes::try_from_bytes(payload)
+                                .map_err(|_| ProtocolError::InvalidUtf8)?,
+                        )
+                    }
+                    _ => Message::Binary(payload),
+                }));
+            }
+
+            self.input.advance(header_len);
+            if header.opcode != OpCode::Continuation {
+                self.message = Some(IncomingMessage {
+                    text: header.opcode == OpCode::Text,
+                    compressed: header.rsv1,
+                    data: Vec::new(),
+                    validated: 0,
+                    utf8: Utf8Validator::new(),
+                });
+            }
+            self.frame = Some(IncomingFrame {
+                fin: header.fin,
+                mask: header.mask,
+                remaining: header.payload_len,
+                offset: 0,
+            });
+        }
+    }
+
+    /// Checks the rules that depend on connection state, before any payload is buffered.
+    fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        // RFC 6455 §5.1: "a client MUST mask all frames that it sends to the server" and "A
+        // server MUST NOT mask any frames"; the receiver must fail the connection otherwise.
+        if !self.config.dangerous_accept_wrong_masking {
+            match (self.role, h.mask.is_some()) {
+                (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+                (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+                _ => {}
+            }
+        }
+        // RFC 6455 §5.2: RSV bits "MUST be 0 unless an extension is negotiated that defines
+        // meanings for non-zero values".
+        if h.rsv2 || h.rsv3 || (h.rsv1 && self.deflate.is_none()) {
+            return Err(ProtocolError::ReservedBitsSet);
+        }
+        // RFC 7692 §6.1: RSV1 marks the first frame of a compressed message only.
+        if h.rsv1 && matches!(h.opcode, OpCode::Continuation) || h.rsv1 && h.opcode.is_control() {
+            return Err(ProtocolError::CompressedBitOnWrongFrame(h.opcode));
+        }
+        match h.opcode {
+            // RFC 6455 §5.4: continuation frames continue a started message...
+            OpCode::Continuation if self.message.is_none() => {
+                return Err(ProtocolError::UnexpectedContinuation);
+            }
+            // ...and the fragments of one message are not interleaved with another's.
+            OpCode::Text | OpCode::Binary if self.message.is_some() => {
+                return Err(ProtocolError::ExpectedContinuation(h.opcode));
+            }
+            _ => {}
+        }
+        if !h.opcode.is_control() {
+            if h.payload_len > self.config.max_frame_size as u64 {
+                return Err(ProtocolError::FrameTooLarge {
+                    size: h.payload_len,
+                    limit: self.config.max_frame_size,
+                });
+            }
+            let compressed = h.rsv1 || self.message.as_ref().is_some_and(|m| m.compressed);
+            let so_far = self.message.as_ref().map_or(0, |m| m.data.len() as u64);
+            if !compressed && so_far + h.payload_len > self.config.max_message_size as u64 {
+                return Err(ProtocolError::MessageTooLarge {
+                    limit: self.config.max_message_size,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds unmasked payload bytes to the message being reassembled, inflating and checking
+    /// UTF-8 as they come so bad input fails at once.
+    fn append_payload(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
+        let limit = self.config.max_message_size;
+        let msg = self
+            .message
+            .as_mut()
+            .expect("a data frame belongs to a message");
+        if msg.compressed {
+            let deflate = self
+                .deflate
+                .as_mut()
+                .expect("RSV1 accepted only with deflate");
+            deflate
+                .decompress(chunk, &mut msg.data, limit)
+                .map_err(inflate_error)?;
+        } else {
+            msg.data.extend_from_slice(chunk);
+        }
+        validate_new_text(msg)
+    }
+
+    fn finish_message(&mut self) -> Result<Message, ProtocolError> {
+        let limit = self.config.max_message_size;
+        let mut msg = self
+            .message
+            .take()
+            .expect("a final frame belongs to a message");
+        if msg.compressed {
+            let deflate = self
+                .deflate
+                .as_mut()
+                .expect("RSV1 accepted only with deflate");
+            // RFC 7692 §7.2.2: append 0x00 0x00 0xff 0xff to the payload and inflate.
+            deflate
+                .finish_message(&mut msg.data, limit)
+                .map_err(inflate_error)?;
+        }
+        validate_new_text(&mut msg)?;
+        if msg.text {
+            // RFC 6455 §8.1: the message must not end inside a code point.
+            msg.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Message::Text(Utf8Bytes::from_validated(Bytes::from(
+                msg.data,
+            ))))
+        } else {
+            Ok(Message::Binary(Bytes::from(msg.data)))
+        }
+    }
+
+    /// Handles a ping, pong or close; returns the event for the application.
+    fn control_frame(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+    ) -> Result<Option<Message>, ProtocolError> {
+        match opcode {
+            OpCode::Ping => {
+                // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong
+                // frame in response", with "identical Application data".
+                if self.config.auto_pong && self.state == State::Open {
+                    self.queue_control(OpCode::Pong, &payload);
+                }
+                Ok(Some(Message::Ping(payload)))
+            }
+            OpCode::Pong => Ok(Some(Message::Pong(payload))),
+            OpCode::Close => {
+                let frame = parse_close_payload(payload)?;
+                if self.state == State::Open {
+                    // RFC 6455 §5.5.1: "the endpoint MUST send a Close frame in response",
+                    // "typically echo[ing] the status code it received".
+                    let reply = frame.as_ref().map(|f| f.code.0.to_be_bytes());
+                    self.queue_control(OpCode::Close, reply.as_ref().map_or(&[][..], |c| &c[..]));
+                }
+                self.enter_closed();
+                Ok(Some(Message::Close(frame)))
+            }
+            _ => unreachable!("data opcodes are not control frames"),
+        }
+    }
+
+    /// _Fail the WebSocket Connection_ (RFC 6455 §7.1.7): send a close frame with the error's
+    /// code, unless one was sent already, and stop reading.
+    fn fail(&mut self, e: &ProtocolError) {
+        if self.state == State::Open {
+            let mut payload = e.close_code().0.to_be_bytes().to_vec();
+            let reason = e.to_string();
+            let mut cut = reason.len().min(CloseFrame::MAX_REASON_LEN);
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            payload.extend_from_slice(&reason.as_bytes()[..cut]);
+            self.queue_control(OpCode::Close, &payload);
+        }
+        self.failed = true;
+        self.enter_closed();
+    }
+}
+
+fn validate_new_text(msg: &mut IncomingMessage) -> Result<(), ProtocolError> {
+    if msg.text {
+        msg.utf8
+            .feed(&msg.data[msg.validated..])
+            .map_err(|_| ProtocolError::InvalidUtf8)?;
+        msg.validated = msg.data.len();
+    }
+    Ok(())
+}
+
+fn inflate_error(e: DeflateError) -> ProtocolError {
+    match e {
+        DeflateError::TooLarge { limit } => ProtocolError::MessageTooLarge { limit },
+        DeflateError::Corrupt(msg) => ProtocolError::InvalidCompressedData(msg),
+    }
+}
+
+/// Parses a close frame's payload (RFC 6455 §5.5.1).
+fn parse_close_payload(payload: Bytes) -> Result<Option<CloseFrame>, ProtocolError> {
+    match payload.len() {
+        0 => Ok(None),
+        // "If there is a body, the first two bytes of the body MUST be a 2-byte unsigned
+        // integer ... representing a status code".
+        1 => Err(ProtocolError::InvalidClosePayload),
+        _ => {
+            let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
+            // RFC 6455 §7.4: reserved and unassigned codes must not appear on the wire.
+            if !code.is_allowed_on_wire() {
+                return Err(ProtocolError::InvalidCloseCode(code.0));
+            }
+            // RFC 6455 §5.5.1: the reason is UTF-8; §8.1 applies to it as to text.
+            let reason = Utf8Bytes::try_from_bytes(payload.slice(2..))
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Some(CloseFrame { code, reason }))
+        }
+    }
+}
