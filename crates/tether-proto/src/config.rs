@@ -78,7 +78,10 @@ impl Config {
     /// Checks that every field is usable.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn err(field: &'static str, problem: impl Into<String>) -> Result<(), ConfigError> {
-            Err(ConfigError { field, problem: problem.into() })
+            Err(ConfigError {
+                field,
+                problem: problem.into(),
+            })
         }
         if self.max_frame_size == 0 {
             return err("max_frame_size", "must be at least 1");
@@ -123,13 +126,18 @@ mod tests {
     fn window_bits_out_of_range_names_the_field() {
         let mut c = Config::default();
         c.deflate.as_mut().unwrap().client_max_window_bits = 16;
-        assert_eq!(c.validate().unwrap_err().field, "deflate.client_max_window_bits");
+        assert_eq!(
+            c.validate().unwrap_err().field,
+            "deflate.client_max_window_bits"
+        );
     }
 
     #[test]
     fn zero_limits_are_refused() {
-        let mut c = Config::default();
-        c.max_message_size = 0;
+        let c = Config {
+            max_message_size: 0,
+            ..Config::default()
+        };
         assert_eq!(c.validate().unwrap_err().field, "max_message_size");
     }
 }

@@ -171,7 +171,7 @@ impl Connection {
             return Err(ProtocolError::ReservedBitsSet);
         }
         // RFC 7692 §6.1: RSV1 marks the first frame of a compressed message only.
-        if h.rsv1 && matches!(h.opcode, OpCode::Continuation) || h.rsv1 && h.opcode.is_control() {
+        if h.rsv1 && (h.opcode == OpCode::Continuation || h.opcode.is_control()) {
             return Err(ProtocolError::CompressedBitOnWrongFrame(h.opcode));
         }
         match h.opcode {

@@ -1,4 +1,14 @@
 //! permessage-deflate (RFC 7692): negotiation and the per-connection codec.
+//!
+//! [`DeflateConfig`] is what an endpoint offers or accepts in the opening handshake and
+//! [`DeflateParams`] what both ends agreed on (RFC 7692 §7.1). [`PerMessageDeflate`] is the
+//! per-connection codec built from the agreed parameters (RFC 7692 §7.2): it compresses whole
+//! outgoing message payloads and inflates incoming ones chunk by chunk, within a size limit, and
+//! reports failures as [`DeflateError`].
+
+mod codec;
+
+pub use codec::{DeflateError, PerMessageDeflate};
 
 /// What this endpoint offers (client) or accepts (server) for permessage-deflate.
 #[derive(Clone, Debug, PartialEq, Eq)]

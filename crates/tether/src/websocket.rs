@@ -1,0 +1,177 @@
+//! `WebSocket<S>`: a connection as a `Stream` of messages and a `Sink` for them.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use tether_proto::{CloseFrame, Connection, Message, Role, SendOptions, State};
+
+use crate::Error;
+use crate::driver::Driver;
+use crate::split::{ReadHalf, WriteHalf, split};
+
+/// What the opening handshake agreed on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The subprotocol both ends use, if any.
+    pub subprotocol: Option<String>,
+    /// Whether permessage-deflate is in use.
+    pub compression: bool,
+}
+
+/// A WebSocket connection over any byte stream `S` (TCP, TLS, an upgraded hyper connection, an
+/// in-memory duplex).
+///
+/// As a [`Stream`] it yields every message and control frame from the peer (pings are answered
+/// by the engine as they are yielded), and ends after the closing handshake. As a [`Sink`] it
+/// takes messages; sending waits while the outbound queue is full (`max_outbound_buffer`).
+///
+/// Reads are cancel-safe: everything read is held by the engine, so dropping a pending
+/// `next()` loses nothing.
+///
+/// Writes are batched: bytes queued with [`SinkExt::feed`](https://docs.rs/futures/latest/futures/sink/trait.SinkExt.html#method.feed)
+/// (or [`WebSocket::queue`]) go out in one vectored write when the stream next waits for
+/// input, or on `flush`. An echo loop that `feed`s each reply writes all replies to one read
+/// with one system call; `send` (feed + flush) writes once per message.
+pub struct WebSocket<S> {
+    driver: Driver<S>,
+    negotiated: Negotiated,
+    close_frame: Option<Option<CloseFrame>>,
+}
+
+impl<S> fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("conn", &self.driver.conn)
+            .field("negotiated", &self.negotiated)
+            .finish()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a stream on which the opening handshake is already done. `leftover` holds bytes
+    /// read past the handshake, which belong to the WebSocket stream.
+    pub fn from_connection(
+        io: S,
+        conn: Connection,
+        negotiated: Negotiated,
+        leftover: &[u8],
+    ) -> Self {
+        let mut driver = Driver::new(io, conn);
+        driver.conn.receive(leftover);
+        WebSocket {
+            driver,
+            negotiated,
+            close_frame: None,
+        }
+    }
+
+    /// What the handshake agreed on.
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+
+    /// The subprotocol in use, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.negotiated.subprotocol.as_deref()
+    }
+
+    /// This endpoint's role.
+    pub fn role(&self) -> Role {
+        self.driver.conn.role()
+    }
+
+    /// Where the connection is in its life.
+    pub fn state(&self) -> State {
+        self.driver.conn.state()
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.driver.io
+    }
+
+    /// The transport, mutably. Reading or writing it directly corrupts the stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.driver.io
+    }
+
+    /// Sends a ping after `interval` without incoming data, and fails the connection with
+    /// [`Error::IdleTimeout`] (after sending close 1008) when nothing arrives for `timeout`.
+    /// Timers run while the stream is polled.
+    pub fn set_keepalive(&mut self, interval: Duration, timeout: Duration) {
+        self.driver.set_keepalive(interval, timeout);
+    }
+
+    /// Queues a message without writing it (see the batching note on [`WebSocket`]).
+    pub fn queue(&mut self, msg: Message) -> Result<(), Error> {
+        self.driver.start_send(msg)
+    }
+
+    /// Queues a message with options: uncompressed, or fragmented into frames.
+    pub fn queue_with(&mut self, msg: Message, options: SendOptions) -> Result<(), Error> {
+        self.driver
+            .conn
+            .send_with(msg, options)
+            .map_err(Error::from)
+    }
+
+    /// Queues a message framed once for many connections (fan-out).
+    pub fn queue_prepared(&mut self, msg: &tether_proto::PreparedMessage) -> Result<(), Error> {
+        self.driver.conn.send_prepared(msg).map_err(Error::from)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending_bytes(&self) -> usize {
+        self.driver.conn.pending_transmit()
+    }
+
+    /// Starts the closing handshake with `frame` and waits until it is over and the transport
+    /// is shut down. Messages that arrive meanwhile are discarded.
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        let mut frame = Some(frame);
+        std::future::poll_fn(|cx| self.driver.poll_close(cx, &mut frame)).await
+    }
+
+    /// Splits into a reader and a writer that can be used from different tasks.
+    pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
+        split(self.driver)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().driver.poll_next(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().driver.poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.get_mut().driver.start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().driver.poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if this.close_frame.is_none() && this.driver.conn.state() == State::Open {
+            this.close_frame = Driver::<S>::normal_close();
+        }
+        this.driver.poll_close(cx, &mut this.close_frame)
+    }
+}

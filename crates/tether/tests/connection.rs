@@ -1,0 +1,361 @@
+//! The async layer end to end: in-memory duplex pairs and real TCP sockets on port 0.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tether::{
+    AcceptOptions, ClientBuilder, CloseCode, CloseFrame, Config, Error, Message, Rejection,
+    WebSocket,
+};
+use tether_proto::handshake::ClientHandshakeError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+use tokio::net::TcpListener;
+
+async fn pair_with(
+    config: Config,
+    options: AcceptOptions,
+    client: ClientBuilder,
+) -> (WebSocket<DuplexStream>, WebSocket<DuplexStream>) {
+    let (a, b) = duplex(1 << 20);
+    let server = tokio::spawn(async move {
+        tether::accept_with(a, config, move |_| Ok(options))
+            .await
+            .unwrap()
+    });
+    let (client, _) = client.connect_on(b).await.unwrap();
+    (client, server.await.unwrap())
+}
+
+async fn pair() -> (WebSocket<DuplexStream>, WebSocket<DuplexStream>) {
+    pair_with(
+        Config::default(),
+        AcceptOptions::default(),
+        ClientBuilder::new("ws://test/"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn text_and_binary_round_trip() {
+    let (mut client, mut server) = pair().await;
+    client.send(Message::text("hello")).await.unwrap();
+    client.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(
+        server.next().await.unwrap().unwrap(),
+        Message::text("hello")
+    );
+    assert_eq!(
+        server.next().await.unwrap().unwrap(),
+        Message::binary(vec![1, 2, 3])
+    );
+    server.send(Message::text("world")).await.unwrap();
+    assert_eq!(
+        client.next().await.unwrap().unwrap(),
+        Message::text("world")
+    );
+}
+
+#[tokio::test]
+async fn compression_is_negotiated_by_default_and_works() {
+    let (mut client, mut server) = pair().await;
+    assert!(client.negotiated().compression && server.negotiated().compression);
+    let big = "compressible ".repeat(10_000);
+    client.send(Message::text(big.clone())).await.unwrap();
+    assert_eq!(server.next().await.unwrap().unwrap(), Message::text(big));
+}
+
+#[tokio::test]
+async fn server_picks_subprotocol_by_its_own_preference() {
+    let options = AcceptOptions {
+        subprotocols: vec!["b".into(), "a".into()],
+        ..Default::default()
+    };
+    let client = ClientBuilder::new("ws://test/")
+        .subprotocol("a")
+        .subprotocol("b");
+    let (client, server) = pair_with(Config::default(), options, client).await;
+    assert_eq!(client.subprotocol(), Some("b"));
+    assert_eq!(server.subprotocol(), Some("b"));
+}
+
+#[tokio::test]
+async fn ping_is_answered_while_reading() {
+    let (mut client, mut server) = pair().await;
+    client
+        .send(Message::Ping(Bytes::from_static(b"are you there")))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.next().await.unwrap().unwrap(),
+        Message::Ping(Bytes::from_static(b"are you there"))
+    );
+    let reader = tokio::spawn(async move { server.next().await });
+    assert_eq!(
+        client.next().await.unwrap().unwrap(),
+        Message::Pong(Bytes::from_static(b"are you there"))
+    );
+    drop(reader);
+}
+
+#[tokio::test]
+async fn close_handshake_from_client_ends_both_streams() {
+    let (mut client, mut server) = pair().await;
+    let server_task = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(msg) = server.next().await {
+            seen.push(msg.unwrap());
+        }
+        seen
+    });
+    client
+        .close(Some(CloseFrame::new(4000, "bye")))
+        .await
+        .unwrap();
+    let seen = server_task.await.unwrap();
+    assert_eq!(
+        seen,
+        vec![Message::Close(Some(CloseFrame::new(4000, "bye")))]
+    );
+}
+
+#[tokio::test]
+async fn close_handshake_from_server_reports_code_to_client() {
+    let (mut client, mut server) = pair().await;
+    let server_task = tokio::spawn(async move {
+        server
+            .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "restart")))
+            .await
+    });
+    assert_eq!(
+        client.next().await.unwrap().unwrap(),
+        Message::Close(Some(CloseFrame::new(1001, "restart")))
+    );
+    assert!(
+        client.next().await.is_none(),
+        "the stream ends after the server closes the transport"
+    );
+    server_task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn dropped_transport_is_an_abnormal_closure() {
+    let (mut client, server) = pair().await;
+    drop(server);
+    assert!(matches!(
+        client.next().await,
+        Some(Err(Error::AbnormalClosure))
+    ));
+    assert!(client.next().await.is_none());
+}
+
+#[tokio::test]
+async fn rejection_by_the_application_reaches_the_client_with_its_status() {
+    let (a, b) = duplex(1 << 16);
+    let server = tokio::spawn(async move {
+        tether::accept_with(a, Config::default(), |req| {
+            Err(Rejection::new(
+                401,
+                format!("no token for {}", req.target()),
+            ))
+        })
+        .await
+    });
+    let err = ClientBuilder::new("ws://test/private")
+        .connect_on(b)
+        .await
+        .unwrap_err();
+    match err {
+        Error::ClientHandshake(ClientHandshakeError::NotSwitchingProtocols { status, .. }) => {
+            assert_eq!(status, 401)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(server.await.unwrap(), Err(Error::Rejected(401))));
+}
+
+#[tokio::test]
+async fn malformed_handshake_gets_400_and_wrong_version_426() {
+    for (request, status) in [
+        (&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], "400"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n", "426"),
+    ] {
+        let (a, mut b) = duplex(1 << 16);
+        let server = tokio::spawn(async move { tether::accept(a).await });
+        b.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        b.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{answer}");
+        if status == "426" {
+            assert!(answer.to_ascii_lowercase().contains("sec-websocket-version: 13"), "{answer}");
+        }
+        assert!(matches!(server.await.unwrap(), Err(Error::Handshake(_))));
+    }
+}
+
+#[tokio::test]
+async fn oversized_handshake_gets_431() {
+    let (a, mut b) = duplex(1 << 20);
+    let server = tokio::spawn(async move { tether::accept(a).await });
+    let mut request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    request.extend(std::iter::repeat_n(b'a', 20_000));
+    let _ = b.write_all(&request).await;
+    let mut answer = Vec::new();
+    b.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(matches!(server.await.unwrap(), Err(Error::Handshake(_))));
+}
+
+#[tokio::test]
+async fn split_halves_work_from_different_tasks() {
+    let (client, mut server) = pair().await;
+    let (mut reader, mut writer) = client.split();
+    let writer_task = tokio::spawn(async move {
+        for i in 0..100 {
+            writer.send(Message::text(format!("{i}"))).await.unwrap();
+        }
+        writer
+    });
+    for i in 0..100 {
+        let msg = server.next().await.unwrap().unwrap();
+        assert_eq!(msg, Message::text(format!("{i}")));
+        server.feed(msg).await.unwrap();
+    }
+    server.flush().await.unwrap();
+    for i in 0..100 {
+        assert_eq!(
+            reader.next().await.unwrap().unwrap(),
+            Message::text(format!("{i}"))
+        );
+    }
+    let mut writer = writer_task.await.unwrap();
+    writer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn sending_waits_while_the_peer_does_not_read() {
+    let mut config = Config::default();
+    config.max_outbound_buffer = 64 << 10;
+    config.deflate = None;
+    let (a, b) = duplex(16 << 10);
+    let server = tokio::spawn(async move {
+        tether::accept_with(a, Config::default(), |_| Ok(Default::default()))
+            .await
+            .unwrap()
+    });
+    let (mut client, _) = ClientBuilder::new("ws://test/")
+        .config(config)
+        .connect_on(b)
+        .await
+        .unwrap();
+    let mut server = server.await.unwrap();
+    // The server does not read: the duplex buffer (16 KiB) and the outbound queue (64 KiB) fill.
+    let mut sent = 0usize;
+    let stalled = loop {
+        let send = client.send(Message::binary(vec![0u8; 8 << 10]));
+        match tokio::time::timeout(Duration::from_millis(200), send).await {
+            Ok(result) => {
+                result.unwrap();
+                sent += 1;
+            }
+            Err(_) => break true,
+        }
+        assert!(sent < 1000, "sending never waited");
+    };
+    assert!(stalled);
+    assert!(
+        client.pending_bytes() <= (64 << 10) + (8 << 10) + 16,
+        "queue bounded: {}",
+        client.pending_bytes()
+    );
+    // Once the server reads, everything arrives.
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(Ok(Message::Binary(_))) = server.next().await {
+            n += 1;
+        }
+        n
+    });
+    client.flush().await.unwrap();
+    client.close(None).await.unwrap();
+    assert!(reader.await.unwrap() >= sent);
+}
+
+#[tokio::test]
+async fn dropping_a_pending_next_loses_nothing() {
+    let (mut client, mut server) = pair().await;
+    // Send a large message in pieces while the reader keeps timing out and retrying.
+    let big = vec![42u8; 1 << 20];
+    let sender = tokio::spawn({
+        let big = big.clone();
+        async move {
+            server.send(Message::binary(big)).await.unwrap();
+            server
+        }
+    });
+    let msg = loop {
+        match tokio::time::timeout(Duration::from_micros(50), client.next()).await {
+            Ok(msg) => break msg.unwrap().unwrap(),
+            Err(_) => continue,
+        }
+    };
+    assert_eq!(msg, Message::binary(big));
+    drop(sender.await.unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn keepalive_pings_then_idle_timeout() {
+    let (mut client, mut server) = pair().await;
+    server.set_keepalive(Duration::from_secs(10), Duration::from_secs(30));
+    // The client does not read, so it never answers; the server pings, then gives up.
+    let result = server.next().await;
+    assert!(
+        matches!(result, Some(Err(Error::IdleTimeout))),
+        "{result:?}"
+    );
+    let mut seen = Vec::new();
+    while let Some(Ok(msg)) = client.next().await {
+        seen.push(msg);
+    }
+    assert!(matches!(seen.first(), Some(Message::Ping(_))), "{seen:?}");
+    assert!(
+        matches!(seen.last(), Some(Message::Close(Some(f))) if f.code == CloseCode::POLICY_VIOLATION),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn real_tcp_sockets() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tether::accept(tcp).await.unwrap();
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_data() {
+                ws.feed(msg).await.unwrap();
+            }
+        }
+    });
+    let (mut ws, response) = tether::connect(&format!("ws://{addr}/echo")).await.unwrap();
+    assert_eq!(response.status, 101);
+    for i in 0..1000 {
+        ws.feed(Message::text(format!("message {i}")))
+            .await
+            .unwrap();
+    }
+    ws.flush().await.unwrap();
+    for i in 0..1000 {
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::text(format!("message {i}"))
+        );
+    }
+    ws.close(None).await.unwrap();
+    server.await.unwrap();
+}
