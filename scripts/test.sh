@@ -1,47 +1,65 @@
 #!/usr/bin/env bash
-# The project's single test command: formatting, lints, unit/integration tests,
-# then the Autobahn TestSuite (through kosoku) against the tether examples, as a
-# server (echo_server) and as a client (autobahn_client).
+# The project's single test command: formatting, lints, docs, unit/property/integration tests,
+# a smoke run of the benchmarks and of every fuzz target, then the Autobahn TestSuite (through
+# kosoku) against the tether examples, as a server (echo_server) and as a client
+# (autobahn_client).
 #
-# Needs kosoku in .venv-conformance (scripts/setup-conformance.sh; run here if missing).
-# Autobahn reports go to target/autobahn/{server,client}/ (index.html to browse).
+# Installs what it needs on first use: kosoku in .venv-conformance (scripts/setup-conformance.sh)
+# and cargo-fuzz (scripts/fuzz-smoke.sh). Autobahn reports go to target/autobahn/{server,client}/.
+#
+# Environment: FUZZ_SECONDS (per fuzz target, default 15).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 section() { printf '\n========== %s ==========\n' "$*"; }
 t0=$SECONDS
+passed=0
+failed=0
+failures=()
+# Runs one stage; a failing stage is recorded and the next stages still run, so one log shows all.
+stage() {
+    local name="$1"
+    shift
+    section "$name"
+    local start=$SECONDS
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "stage ok: $name ($((SECONDS - start)) s)"
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        echo "STAGE FAILED: $name ($((SECONDS - start)) s)"
+    fi
+}
 
-section "cargo fmt --check"
-cargo fmt --all -- --check
-
-section "cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
-
-section "cargo test"
-cargo test --workspace
+stage "cargo fmt --check" cargo fmt --all -- --check
+stage "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+stage "cargo doc -D warnings" env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
+stage "cargo test" cargo test --workspace
+stage "criterion benches (smoke: each once)" cargo bench -p tether-proto --quiet -- --test
+stage "fuzz targets (smoke)" bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-15}"
 
 section "build release examples for Autobahn"
 cargo build --release -p tether --examples
-
 if ! [ -x .venv-conformance/bin/kosoku ]; then
     section "install kosoku"
     bash scripts/setup-conformance.sh
 fi
 
-# Both runs go ahead even if the first fails, so one CI log shows both.
-status=0
-
-section "Autobahn TestSuite: tether server (examples/echo_server)"
-python3 scripts/autobahn.py server \
+stage "Autobahn TestSuite: tether as server (examples/echo_server)" \
+    python3 scripts/autobahn.py server \
     --cmd "target/release/examples/echo_server 127.0.0.1:{port}" \
     --expected conformance/expected-server.json \
-    --out target/autobahn/server -p 2 || status=1
-
-section "Autobahn TestSuite: tether client (examples/autobahn_client)"
-python3 scripts/autobahn.py client \
+    --out target/autobahn/server -p 2
+stage "Autobahn TestSuite: tether as client (examples/autobahn_client)" \
+    python3 scripts/autobahn.py client \
     --cmd "target/release/examples/autobahn_client {url}" \
     --expected conformance/expected-client.json \
-    --out target/autobahn/client || status=1
+    --out target/autobahn/client
 
 section "done in $((SECONDS - t0)) s"
-exit "$status"
+for f in "${failures[@]+"${failures[@]}"}"; do
+    echo "failed stage: $f"
+done
+echo "stages: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

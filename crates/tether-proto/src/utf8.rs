@@ -42,21 +42,22 @@ impl Utf8Validator {
             }
             data = &data[take..];
         }
-        // Fast path: the whole piece is valid (SIMD where the CPU has it).
-        if simdutf8::basic::from_utf8(data).is_ok() {
-            return Ok(());
+        // Hold back a code point cut off at the end of the piece, validate the rest in one
+        // SIMD pass, then check that the held-back bytes can still begin a valid sequence.
+        let cut = incomplete_tail_start(data);
+        let (whole, tail) = data.split_at(cut);
+        if simdutf8::basic::from_utf8(whole).is_err() {
+            return Err(InvalidUtf8);
         }
-        match simdutf8::compat::from_utf8(data) {
-            Ok(_) => Ok(()),
-            Err(e) if e.error_len().is_none() => {
-                // The piece ends inside a code point whose first bytes are a valid prefix.
-                let tail = &data[e.valid_up_to()..];
-                self.pending[..tail.len()].copy_from_slice(tail);
-                self.pending_len = tail.len() as u8;
-                Ok(())
+        if !tail.is_empty() {
+            match std::str::from_utf8(tail) {
+                Err(e) if e.error_len().is_none() && e.valid_up_to() == 0 => {}
+                _ => return Err(InvalidUtf8),
             }
-            Err(_) => Err(InvalidUtf8),
+            self.pending[..tail.len()].copy_from_slice(tail);
+            self.pending_len = tail.len() as u8;
         }
+        Ok(())
     }
 
     /// Checks that the string ended on a code point boundary.
@@ -72,6 +73,26 @@ impl Utf8Validator {
     pub fn reset(&mut self) {
         self.pending_len = 0;
     }
+}
+
+/// Where a code point that the end of `data` cuts off begins (`data.len()` if none does): the
+/// last lead byte within 3 bytes of the end, when its sequence needs more bytes than follow it.
+fn incomplete_tail_start(data: &[u8]) -> usize {
+    for back in 1..=data.len().min(3) {
+        let at = data.len() - back;
+        match data[at] {
+            // A continuation byte: the lead byte is further back.
+            0x80..=0xbf => continue,
+            lead => {
+                return if sequence_len(lead) > back {
+                    at
+                } else {
+                    data.len()
+                };
+            }
+        }
+    }
+    data.len()
 }
 
 /// Length of the sequence that `first` starts; 1 for bytes that cannot start one (the check

@@ -1,4 +1,37 @@
 //! Async WebSocket client and server on tokio, built on the [`tether_proto`] engine.
+//!
+//! A [`WebSocket`] runs over any `AsyncRead + AsyncWrite` (TCP, TLS, an upgraded hyper
+//! connection, an in-memory duplex). It is a `Stream` of [`Message`]s from the peer and a
+//! `Sink` for messages to it.
+//!
+//! ```no_run
+//! use futures_util::{SinkExt, StreamExt};
+//! use tether::Message;
+//!
+//! async fn client() -> Result<(), tether::Error> {
+//!     let (mut ws, _response) = tether::connect("ws://127.0.0.1:9001/").await?;
+//!     ws.send(Message::text("hello")).await?;
+//!     while let Some(msg) = ws.next().await {
+//!         println!("{:?}", msg?);
+//!     }
+//!     Ok(())
+//! }
+//!
+//! async fn serve(tcp: tokio::net::TcpStream) -> Result<(), tether::Error> {
+//!     let mut ws = tether::accept(tcp).await?;
+//!     while let Some(Ok(msg)) = ws.next().await {
+//!         if msg.is_data() {
+//!             ws.feed(msg).await?; // queued: all replies to one read leave in one write
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! - [`accept_with`] lets the application see the request, choose subprotocols, refuse with a
+//!   status or add response headers; [`upgrade::upgrade`] does the same for a hyper 1 request.
+//! - [`ClientBuilder`] sets subprotocols, headers, limits, compression and TLS roots.
+//! - Limits live in [`Config`]; sending waits while `max_outbound_buffer` bytes are queued.
 #![forbid(unsafe_code)]
 
 pub mod client;

@@ -359,3 +359,98 @@ async fn real_tcp_sockets() {
     ws.close(None).await.unwrap();
     server.await.unwrap();
 }
+
+/// A transport that counts the write calls that reach it.
+struct CountingWrites {
+    inner: DuplexStream,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tokio::io::AsyncRead for CountingWrites {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountingWrites {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+// The design claim of the driver: all replies produced by one read leave in one write.
+#[tokio::test]
+async fn replies_to_one_read_leave_in_one_write() {
+    let (a, b) = duplex(1 << 20);
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counting = CountingWrites {
+        inner: a,
+        writes: writes.clone(),
+    };
+    let server = tokio::spawn(async move {
+        let mut ws = tether::accept_with(counting, Config::default(), |_| Ok(Default::default()))
+            .await
+            .unwrap();
+        let mut echoed = 0;
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_data() {
+                ws.feed(msg).await.unwrap();
+                echoed += 1;
+            }
+        }
+        echoed
+    });
+    let mut config = Config::default();
+    config.deflate = None;
+    let (mut client, _) = ClientBuilder::new("ws://test/")
+        .config(config)
+        .connect_on(b)
+        .await
+        .unwrap();
+    // 100 messages in one write: the server reads them in one read.
+    for i in 0..100 {
+        client
+            .feed(Message::text(format!("pipelined {i}")))
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    for i in 0..100 {
+        assert_eq!(
+            client.next().await.unwrap().unwrap(),
+            Message::text(format!("pipelined {i}"))
+        );
+    }
+    let handshake_writes = 1;
+    assert_eq!(
+        writes.load(std::sync::atomic::Ordering::SeqCst),
+        handshake_writes + 1,
+        "one write for 100 echoes"
+    );
+    client.close(None).await.unwrap();
+    assert_eq!(server.await.unwrap(), 100);
+}

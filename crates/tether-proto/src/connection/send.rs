@@ -73,15 +73,7 @@ impl PreparedMessage {
             }
         };
         let payload = msg.payload();
-        let header = FrameHeader {
-            fin: true,
-            rsv1: false,
-            rsv2: false,
-            rsv3: false,
-            opcode,
-            mask: None,
-            payload_len: payload.len() as u64,
-        };
+        let header = frame_header(opcode, true, false, None, payload.len());
         let mut buf = BytesMut::with_capacity(header.encoded_len() + payload.len());
         let mut head = [0; MAX_HEADER_LEN];
         let n = header.encode(&mut head);
@@ -95,6 +87,25 @@ impl PreparedMessage {
     /// The encoded frame.
     pub fn as_bytes(&self) -> &[u8] {
         &self.frame
+    }
+}
+
+/// The header of a frame we send; RSV2 and RSV3 are never set (RFC 6455 §5.2).
+fn frame_header(
+    opcode: OpCode,
+    fin: bool,
+    rsv1: bool,
+    mask: Option<[u8; 4]>,
+    len: usize,
+) -> FrameHeader {
+    FrameHeader {
+        fin,
+        rsv1,
+        rsv2: false,
+        rsv3: false,
+        opcode,
+        mask,
+        payload_len: len as u64,
     }
 }
 
@@ -235,15 +246,7 @@ impl Connection {
 
     fn queue_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: Bytes) {
         if self.role == Role::Server && payload.len() >= SHARE_THRESHOLD {
-            let header = FrameHeader {
-                fin,
-                rsv1,
-                rsv2: false,
-                rsv3: false,
-                opcode,
-                mask: None,
-                payload_len: payload.len() as u64,
-            };
+            let header = frame_header(opcode, fin, rsv1, None, payload.len());
             let mut head = [0; MAX_HEADER_LEN];
             let n = header.encode(&mut head);
             self.outbound.tail().extend_from_slice(&head[..n]);
@@ -258,15 +261,7 @@ impl Connection {
     /// fresh key for every frame).
     fn encode_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) {
         let mask = self.mask_keys.as_mut().map(|keys| keys());
-        let header = FrameHeader {
-            fin,
-            rsv1,
-            rsv2: false,
-            rsv3: false,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
-        };
+        let header = frame_header(opcode, fin, rsv1, mask, payload.len());
         let mut head = [0; MAX_HEADER_LEN];
         let n = header.encode(&mut head);
         let tail = self.outbound.tail();

@@ -57,6 +57,16 @@ impl FrameHeader {
         let fin = b0 & 0x80 != 0;
         let masked = b1 & 0x80 != 0;
         let len7 = b1 & 0x7f;
+        // RFC 6455 §5.5: control frames carry at most 125 bytes and are never fragmented;
+        // both are known from the first two bytes.
+        if opcode.is_control() {
+            if !fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if len7 > 125 {
+                return Err(ProtocolError::ControlFrameTooLong(u64::from(len7)));
+            }
+        }
         let (payload_len, mut pos) = match len7 {
             126 => {
                 let Some(bytes) = buf.get(2..4) else {
@@ -77,16 +87,6 @@ impl FrameHeader {
             }
             n => (u64::from(n), 2),
         };
-        if opcode.is_control() {
-            // RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or
-            // less and MUST NOT be fragmented."
-            if !fin {
-                return Err(ProtocolError::FragmentedControlFrame);
-            }
-            if payload_len > 125 {
-                return Err(ProtocolError::ControlFrameTooLong(payload_len));
-            }
-        }
         let mask = if masked {
             let Some(key) = buf.get(pos..pos + 4) else {
                 return Ok(None);
