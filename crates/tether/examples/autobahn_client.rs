@@ -46,9 +46,9 @@ async fn run_case(base: &str, case: u32) -> Result<(), tether::Error> {
     let url = format!("{base}/runCase?case={case}&agent={AGENT}");
     let (mut ws, _) = ClientBuilder::new(url).config(config()).connect().await?;
     while let Some(msg) = ws.next().await {
-        match msg? {
-            msg @ (Message::Text(_) | Message::Binary(_)) => ws.feed(msg).await?,
-            _ => {}
+        let msg = msg?;
+        if msg.is_data() {
+            ws.feed(msg).await?;
         }
     }
     Ok(())

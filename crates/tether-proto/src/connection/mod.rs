@@ -1,5 +1,6 @@
 //! The connection engine: frames in, events out; commands in, bytes out.
 
+mod prepared;
 mod recv;
 mod send;
 
@@ -14,7 +15,8 @@ use crate::deflate::{DeflateParams, PerMessageDeflate};
 use crate::outbound::Outbound;
 use crate::role::Role;
 
-pub use send::{PreparedMessage, SendOptions};
+pub use prepared::PreparedMessage;
+pub use send::SendOptions;
 
 /// Where a connection is in its life (RFC 6455 §7).
 ///
@@ -58,6 +60,8 @@ pub struct Connection {
     config: Config,
     state: State,
     deflate: Option<PerMessageDeflate>,
+    /// What the handshake negotiated for permessage-deflate.
+    deflate_params: Option<DeflateParams>,
     mask_keys: Option<MaskKeys>,
     /// Bytes received and not parsed yet: at most one read plus a partial header.
     input: BytesMut,
@@ -109,6 +113,7 @@ impl Connection {
         Connection {
             role,
             deflate: deflate.map(|params| PerMessageDeflate::new(role, params, level)),
+            deflate_params: deflate,
             config,
             state: State::Open,
             mask_keys,

@@ -1,8 +1,8 @@
 //! The sending half: messages and control frames encoded into the outbound queue.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::{Connection, State};
+use super::{Connection, PreparedMessage, State};
 use crate::close::CloseFrame;
 use crate::error::SendError;
 use crate::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
@@ -53,45 +53,8 @@ impl SendOptions {
     }
 }
 
-/// A data message framed once, to be sent as the same bytes on many server connections
-/// (fan-out: one publish, thousands of subscribers, one encoding).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PreparedMessage {
-    frame: Bytes,
-}
-
-impl PreparedMessage {
-    /// Frames `msg` (text or binary) as one unmasked, uncompressed frame, as a server sends it.
-    pub fn new(msg: &Message) -> Result<PreparedMessage, SendError> {
-        let opcode = match msg {
-            Message::Text(_) => OpCode::Text,
-            Message::Binary(_) => OpCode::Binary,
-            _ => {
-                return Err(SendError::UnsuitablePrepared(
-                    "only text and binary messages can be prepared",
-                ));
-            }
-        };
-        let payload = msg.payload();
-        let header = frame_header(opcode, true, false, None, payload.len());
-        let mut buf = BytesMut::with_capacity(header.encoded_len() + payload.len());
-        let mut head = [0; MAX_HEADER_LEN];
-        let n = header.encode(&mut head);
-        buf.extend_from_slice(&head[..n]);
-        buf.extend_from_slice(payload);
-        Ok(PreparedMessage {
-            frame: buf.freeze(),
-        })
-    }
-
-    /// The encoded frame.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.frame
-    }
-}
-
 /// The header of a frame we send; RSV2 and RSV3 are never set (RFC 6455 §5.2).
-fn frame_header(
+pub(super) fn frame_header(
     opcode: OpCode,
     fin: bool,
     rsv1: bool,
@@ -156,7 +119,8 @@ impl Connection {
     }
 
     /// Queues a message prepared once for many connections. Only for servers (clients must
-    /// mask every frame with their own key), and never in the middle of a fragmented send.
+    /// mask every frame with their own key). The compressed frame is used where it is valid
+    /// for this connection (see [`PreparedMessage::with_compression`]), else the plain one.
     pub fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), SendError> {
         if self.role != Role::Server {
             return Err(SendError::UnsuitablePrepared(
@@ -164,7 +128,11 @@ impl Connection {
             ));
         }
         self.check_data_allowed()?;
-        self.outbound.push_shared(msg.frame.clone());
+        let frame = match (&msg.compressed, self.deflate_params) {
+            (Some(compressed), Some(params)) if PreparedMessage::fits(&params) => compressed,
+            _ => &msg.plain,
+        };
+        self.outbound.push_shared(frame.clone());
         Ok(())
     }
 

@@ -593,3 +593,35 @@ proptest! {
 fn close_code_constants_round_trip() {
     assert_eq!(u16::from(CloseCode::MESSAGE_TOO_BIG), 1009);
 }
+
+#[test]
+fn rfc7692_prepared_compressed_frame_is_shared_only_without_server_context_takeover() {
+    let text = "shared fan-out payload ".repeat(50);
+    let prepared = PreparedMessage::with_compression(&Message::text(text.clone()), 1, 64).unwrap();
+    let compressed = prepared
+        .compressed_bytes()
+        .expect("large enough to compress")
+        .to_vec();
+    assert!(compressed.len() < prepared.as_bytes().len() / 4);
+    let no_takeover = DeflateParams {
+        server_no_context_takeover: true,
+        ..deflate_params()
+    };
+    for (params, expect_compressed) in [
+        (Some(no_takeover), true),
+        (Some(deflate_params()), false),
+        (None, false),
+    ] {
+        let mut s = Connection::server(config(), params);
+        let mut c = Connection::client(config(), params, || KEY);
+        // Twice: a shared frame must not depend on any earlier message's context.
+        for _ in 0..2 {
+            s.send_prepared(&prepared).unwrap();
+            let wire = take_output(&mut s);
+            assert_eq!(wire == compressed, expect_compressed);
+            assert_eq!(feed(&mut c, &wire), vec![Ok(Message::text(text.clone()))]);
+        }
+    }
+    let tiny = PreparedMessage::with_compression(&Message::text("hi"), 1, 64).unwrap();
+    assert!(tiny.compressed_bytes().is_none());
+}
