@@ -2,10 +2,12 @@
 # The project's single test command: formatting, lints, docs, unit/property/integration tests,
 # a smoke run of the benchmarks and of every fuzz target, then the Autobahn TestSuite (through
 # kosoku) against the tether examples, as a server (echo_server) and as a client
-# (autobahn_client).
+# (autobahn_client), and against the gateway's echo route (`tether serve`).
 #
-# Installs what it needs on first use: kosoku in .venv-conformance (scripts/setup-conformance.sh)
-# and cargo-fuzz (scripts/fuzz-smoke.sh). Autobahn reports go to target/autobahn/{server,client}/.
+# Installs what it needs on first use: kosoku and Python's websockets in .venv-conformance
+# (scripts/setup-conformance.sh), Node's ws for the gateway's peer tests (npm ci in
+# crates/tether-gateway/tests/peers), and cargo-fuzz (scripts/fuzz-smoke.sh). Autobahn reports
+# go to target/autobahn/{server,client,gateway}/.
 #
 # Environment: FUZZ_SECONDS (per fuzz target, default 15).
 set -euo pipefail
@@ -32,6 +34,18 @@ stage() {
     fi
 }
 
+# The gateway's tests run independent peers (tests/peers.rs): Python's websockets from the venv,
+# Node's ws from tests/peers/node_modules.
+if ! [ -x .venv-conformance/bin/kosoku ]; then
+    section "install kosoku and websockets"
+    bash scripts/setup-conformance.sh
+fi
+peers=crates/tether-gateway/tests/peers
+if command -v npm >/dev/null && ! [ -f "$peers/node_modules/ws/package.json" ]; then
+    section "install the Node test peers"
+    (cd "$peers" && npm ci --no-audit --no-fund)
+fi
+
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 stage "cargo doc -D warnings" env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
@@ -39,12 +53,8 @@ stage "cargo test" cargo test --workspace
 stage "criterion benches (smoke: each once)" cargo bench -p tether-proto --quiet -- --test
 stage "fuzz targets (smoke)" bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-15}"
 
-section "build release examples for Autobahn"
-cargo build --release -p tether --examples
-if ! [ -x .venv-conformance/bin/kosoku ]; then
-    section "install kosoku"
-    bash scripts/setup-conformance.sh
-fi
+section "build release examples and the tether binary for Autobahn"
+cargo build --release -p tether --examples -p tether-cli
 
 stage "Autobahn TestSuite: tether as server (examples/echo_server)" \
     python3 scripts/autobahn.py server \
@@ -56,6 +66,11 @@ stage "Autobahn TestSuite: tether as client (examples/autobahn_client)" \
     --cmd "target/release/examples/autobahn_client {url}" \
     --expected conformance/expected-client.json \
     --out target/autobahn/client
+stage "Autobahn TestSuite: the gateway's echo route (tether serve)" \
+    python3 scripts/autobahn.py server \
+    --cmd "target/release/tether serve --config conformance/gateway-echo.toml --listen 127.0.0.1:{port}" \
+    --expected conformance/expected-server.json \
+    --out target/autobahn/gateway -p 2 --label autobahn-gateway
 
 section "done in $((SECONDS - t0)) s"
 for f in "${failures[@]+"${failures[@]}"}"; do

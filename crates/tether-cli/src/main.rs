@@ -1,0 +1,189 @@
+//! `tether`: the Tether command line.
+//!
+//! `tether serve` runs the gateway: with no arguments on `127.0.0.1:8080`, with the built-in
+//! page, pub/sub at `/ws`, echo at `/echo` and the demo feeds. `--config tether.toml` reads a
+//! config file (see `tether.example.toml`); flags and `TETHER_*` variables override it.
+#![forbid(unsafe_code)]
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tether_gateway::config::RouteKind;
+use tether_gateway::{Gateway, GatewayConfig, Overrides};
+
+/// Tether: a WebSocket gateway with pages, pub/sub, echo, TLS and an HTTP API on one port.
+#[derive(Debug, Parser)]
+#[command(name = "tether", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway until Ctrl-C or SIGTERM, then close every connection gracefully.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Config file (TOML; every key is documented in tether.example.toml).
+    #[arg(short, long, env = "TETHER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Plain HTTP/WebSocket listen address [default: 127.0.0.1:8080].
+    #[arg(short, long, env = "TETHER_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// HTTPS/WSS listen address; needs --cert and --key.
+    #[arg(long, env = "TETHER_TLS_LISTEN", value_name = "ADDR")]
+    tls_listen: Option<String>,
+    /// Certificate chain for TLS (PEM, leaf first).
+    #[arg(long, env = "TETHER_TLS_CERT", value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// Private key for TLS (PEM).
+    #[arg(long, env = "TETHER_TLS_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Serve TLS only, without the plain listener.
+    #[arg(long, env = "TETHER_TLS_ONLY")]
+    tls_only: bool,
+    /// Serve files from this directory instead of the built-in page.
+    #[arg(long, env = "TETHER_STATIC_ROOT", value_name = "DIR")]
+    static_root: Option<PathBuf>,
+    /// Do not run the demo feeds (stocks.*, scores.*).
+    #[arg(long, env = "TETHER_NO_DEMO")]
+    no_demo: bool,
+    /// Log filter, e.g. "info", "debug", "tether_gateway=debug".
+    #[arg(
+        long,
+        env = "TETHER_LOG",
+        value_name = "FILTER",
+        default_value = "info"
+    )]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let config = match load(&args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("tether: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tether: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let routes = config.routes.clone();
+        let gateway = match Gateway::bind(config).await {
+            Ok(gateway) => gateway,
+            Err(e) => {
+                // A file named by the config (certificate, key, static root) is its problem.
+                match (&args.config, &e) {
+                    (Some(path), tether_gateway::Error::Config(_)) => {
+                        eprintln!("tether: {}: {e}", path.display());
+                    }
+                    _ => eprintln!("tether: {e}"),
+                }
+                return ExitCode::FAILURE;
+            }
+        };
+        for (scheme, ws, addr) in [
+            ("http", "ws", gateway.local_addr()),
+            ("https", "wss", gateway.tls_local_addr()),
+        ] {
+            let Some(addr) = addr else { continue };
+            eprintln!("tether: listening on {scheme}://{addr}/");
+            for route in &routes {
+                let what = match route.kind {
+                    RouteKind::Pubsub => "pub/sub",
+                    RouteKind::Echo => "echo",
+                    _ => "websocket",
+                };
+                eprintln!("tether:   {what:<8} {ws}://{addr}{}", route.path);
+            }
+        }
+        gateway.run(shutdown_signal()).await;
+        eprintln!("tether: stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// The config file (or the defaults) with the flags and environment applied.
+fn load(args: &ServeArgs) -> Result<GatewayConfig, String> {
+    let mut config = match &args.config {
+        Some(path) => GatewayConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => GatewayConfig::default(),
+    };
+    let overrides = Overrides {
+        listen: args.listen.clone(),
+        tls_listen: args.tls_listen.clone(),
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        tls_only: args.tls_only,
+        static_root: args.static_root.clone(),
+        no_demo: args.no_demo,
+    };
+    overrides.apply(&mut config).map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    eprintln!("tether: shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_takes_no_required_arguments() {
+        let cli = Cli::try_parse_from(["tether", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command;
+        assert!(args.config.is_none() && !args.no_demo);
+    }
+}

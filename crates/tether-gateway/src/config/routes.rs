@@ -1,0 +1,193 @@
+//! `[[routes]]`: which WebSocket service answers at which path.
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+use crate::protocol::SUBPROTOCOL;
+
+/// What a WebSocket route does with its connections.
+///
+/// Adding a kind: a variant here, its name in [`RouteKind::NAMES`] and [`RouteKind::name`], its
+/// default subprotocols in [`RouteKind::default_subprotocols`], and its session in
+/// `crate::websocket`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RouteKind {
+    /// Topic publish/subscribe through the hub (`tether.pubsub.v1`).
+    Pubsub,
+    /// Every text and binary message comes back as it went out.
+    Echo,
+}
+
+impl RouteKind {
+    /// The names accepted in `kind = "..."`, in the order error messages list them.
+    pub const NAMES: &'static [&'static str] = &["pubsub", "echo"];
+
+    /// The kind named `name` in a config file.
+    pub fn from_name(name: &str) -> Option<RouteKind> {
+        match name {
+            "pubsub" => Some(RouteKind::Pubsub),
+            "echo" => Some(RouteKind::Echo),
+            _ => None,
+        }
+    }
+
+    /// The name used in config files and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteKind::Pubsub => "pubsub",
+            RouteKind::Echo => "echo",
+        }
+    }
+
+    /// The subprotocols a route of this kind speaks when the config names none.
+    pub fn default_subprotocols(self) -> Vec<String> {
+        match self {
+            RouteKind::Pubsub => vec![SUBPROTOCOL.to_string()],
+            RouteKind::Echo => Vec::new(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RouteKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        RouteKind::from_name(&name).ok_or_else(|| {
+            let expected = match RouteKind::NAMES {
+                [] => String::new(),
+                [only] => (*only).to_string(),
+                [init @ .., last] => format!("{} or {last}", init.join(", ")),
+            };
+            de::Error::custom(format!("unknown kind {name:?}, expected {expected}"))
+        })
+    }
+}
+
+/// One `[[routes]]` entry: a path served by a WebSocket service.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The request path, e.g. `"/ws"`; exact match, the query string is ignored.
+    pub path: String,
+    /// The service behind the path.
+    pub kind: RouteKind,
+    /// Subprotocols the route speaks, most preferred first. Default: the kind's own
+    /// (`["tether.pubsub.v1"]` for pubsub, none for echo). A client that offers none of them
+    /// is still accepted, without a subprotocol.
+    #[serde(default)]
+    pub subprotocols: Option<Vec<String>>,
+    /// Browser origins allowed to connect (e.g. `"https://example.com"`); others get 403.
+    /// Default: the top-level `allowed_origins`.
+    #[serde(default)]
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+impl RouteConfig {
+    /// A route of `kind` at `path` with the kind's defaults.
+    pub fn new(path: impl Into<String>, kind: RouteKind) -> Self {
+        RouteConfig {
+            path: path.into(),
+            kind,
+            subprotocols: None,
+            allowed_origins: None,
+        }
+    }
+
+    /// The subprotocols this route speaks, most preferred first.
+    pub fn effective_subprotocols(&self) -> Vec<String> {
+        self.subprotocols
+            .clone()
+            .unwrap_or_else(|| self.kind.default_subprotocols())
+    }
+
+    /// Checks this route; errors name the key below `routes[i]`.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !self.path.starts_with('/') {
+            return Err(("path", format!("{:?} must start with \"/\"", self.path)));
+        }
+        if self.path.contains(['?', '#', '\\']) || self.path.contains(char::is_whitespace) {
+            return Err((
+                "path",
+                format!(
+                    "{:?} must be a plain path (no query, fragment, backslash or space)",
+                    self.path
+                ),
+            ));
+        }
+        if self.path == "/healthz" || self.path == "/metrics" || self.path.starts_with("/api/") {
+            return Err((
+                "path",
+                format!("{:?} is reserved for the HTTP API", self.path),
+            ));
+        }
+        for protocol in self.subprotocols.iter().flatten() {
+            if protocol.is_empty() || !protocol.bytes().all(is_token_byte) {
+                return Err((
+                    "subprotocols",
+                    format!("{protocol:?} is not a token (RFC 6455 §4.1)"),
+                ));
+            }
+        }
+        if let Some(origins) = &self.allowed_origins {
+            super::validate_origins(origins).map_err(|p| ("allowed_origins", p))?;
+        }
+        Ok(())
+    }
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Wrapper {
+        kind: RouteKind,
+    }
+
+    #[test]
+    fn unknown_kind_lists_the_known_ones() {
+        let err = toml::from_str::<Wrapper>("kind = \"foo\"").err().unwrap();
+        assert!(
+            err.message()
+                .contains("unknown kind \"foo\", expected pubsub or echo"),
+            "{err}"
+        );
+        assert_eq!(
+            toml::from_str::<Wrapper>("kind = \"echo\"")
+                .ok()
+                .unwrap()
+                .kind,
+            RouteKind::Echo
+        );
+    }
+
+    #[test]
+    fn every_name_round_trips() {
+        for name in RouteKind::NAMES {
+            assert_eq!(RouteKind::from_name(name).unwrap().name(), *name);
+        }
+    }
+
+    #[test]
+    fn paths_and_subprotocols_are_checked() {
+        let mut route = RouteConfig::new("ws", RouteKind::Echo);
+        assert_eq!(route.validate().unwrap_err().0, "path");
+        route.path = "/api/ws".into();
+        assert!(route.validate().unwrap_err().1.contains("reserved"));
+        route.path = "/ws".into();
+        route.subprotocols = Some(vec!["bad protocol".into()]);
+        assert_eq!(route.validate().unwrap_err().0, "subprotocols");
+        route.subprotocols = None;
+        assert_eq!(route.validate(), Ok(()));
+        assert!(route.effective_subprotocols().is_empty());
+        assert_eq!(
+            RouteConfig::new("/ws", RouteKind::Pubsub).effective_subprotocols(),
+            vec![SUBPROTOCOL.to_string()]
+        );
+    }
+}

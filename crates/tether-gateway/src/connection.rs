@@ -1,0 +1,89 @@
+//! One transport connection: TLS if the listener has it, then HTTP/1.1 through hyper, with
+//! upgrades, until the client leaves, a timeout fires or the gateway shuts down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::metered::Metered;
+use crate::metrics::Refusal;
+use crate::routes;
+use crate::server::State;
+use crate::shutdown::signalled;
+
+/// Serves a freshly accepted TCP connection; `tls` wraps it first.
+pub(crate) async fn serve(
+    state: Arc<State>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+) {
+    let _open = state.metrics.connection();
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => serve_http(state, tcp, peer).await,
+        Some(acceptor) => {
+            let timeout = state.limits.handshake_timeout;
+            match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => serve_http(state, stream, peer).await,
+                Ok(Err(e)) => {
+                    state.metrics.refused(Refusal::Tls);
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                }
+                Err(_) => {
+                    state.metrics.refused(Refusal::Timeout);
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                }
+            }
+        }
+    }
+}
+
+/// HTTP/1.1 on `io` until it ends; on shutdown, finishes the request in flight and closes.
+async fn serve_http<S>(state: Arc<State>, io: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(Metered::new(io, state.metrics.clone()));
+    let limits = &state.limits;
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // Armed whenever hyper waits for a request head: a silent new connection and an idle
+        // keep-alive connection both close after it.
+        .header_read_timeout(limits.handshake_timeout)
+        .max_headers(limits.max_headers)
+        // hyper refuses a larger head with 431; it cannot go below 8 KiB.
+        .max_buf_size(limits.max_handshake_size.max(8192));
+    let service_state = state.clone();
+    let served = Arc::new(AtomicBool::new(false));
+    let served_flag = served.clone();
+    let service = service_fn(move |req| {
+        served_flag.store(true, Ordering::Relaxed);
+        routes::handle(service_state.clone(), req, peer)
+    });
+    let connection = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(connection);
+    let mut shutdown = state.tasks.shutdown_signal();
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = signalled(&mut shutdown) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        // A keep-alive connection that idles out after its requests is no refusal.
+        if e.is_timeout() && !served.load(Ordering::Relaxed) {
+            state.metrics.refused(Refusal::Timeout);
+        }
+        tracing::debug!(%peer, "HTTP connection ended: {e}");
+    }
+}

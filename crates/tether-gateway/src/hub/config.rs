@@ -1,0 +1,277 @@
+//! The hub's settings (the `[hub]` table of the gateway's config file) and their resolution
+//! into the policy of one topic.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::pattern::Pattern;
+use super::topic::HistoryPolicy;
+
+/// The smallest allowed `queue_bytes`.
+const MIN_QUEUE_BYTES: usize = 1024;
+
+/// The largest allowed history age: one year.
+const MAX_HISTORY_AGE_SECS: u64 = 365 * 24 * 3600;
+
+/// Settings of the pub/sub hub.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// Messages retained per topic for resume. Default 1000. Bounds history memory to this
+    /// many messages per topic.
+    pub history_count: usize,
+    /// Seconds a message is retained for resume. Default 300.
+    pub history_age_secs: u64,
+    /// The per-connection outbound queue bound, in bytes of encoded messages. Default 1 MiB.
+    /// A published message (its encoded `message` envelope) larger than this is refused.
+    pub queue_bytes: usize,
+    /// What happens to a subscriber whose queue is over `queue_bytes`. Default `disconnect`.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Per-topic overrides; the first entry whose pattern matches a topic applies.
+    pub topics: Vec<TopicPolicy>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            history_count: 1000,
+            history_age_secs: 300,
+            queue_bytes: 1 << 20,
+            slow_consumer: SlowConsumerPolicy::Disconnect,
+            topics: Vec::new(),
+        }
+    }
+}
+
+/// Settings for the topics that match `pattern`; unset fields take the hub-wide values.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TopicPolicy {
+    /// An exact topic, a prefix ending in `.*`, or `*`.
+    pub pattern: String,
+    /// Messages retained per topic.
+    #[serde(default)]
+    pub history_count: Option<usize>,
+    /// Seconds a message is retained.
+    #[serde(default)]
+    pub history_age_secs: Option<u64>,
+    /// Retain only the latest message per `key` (a ticker's current price per symbol).
+    #[serde(default)]
+    pub latest_per_key: bool,
+    /// What happens to a subscriber that does not keep up.
+    #[serde(default)]
+    pub slow_consumer: Option<SlowConsumerPolicy>,
+}
+
+/// What to do when a subscriber's outbound queue is over its bound.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowConsumerPolicy {
+    /// Close the connection with 1008 "slow consumer".
+    Disconnect,
+    /// Drop the oldest queued messages until the new one fits.
+    DropOldest,
+    /// Replace a queued message of the same topic and key; without one, drop the oldest.
+    KeepLatestPerKey,
+}
+
+impl HubConfig {
+    /// Checks every field; the error names the key, e.g. `hub.topics[2].pattern: ...`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.queue_bytes < MIN_QUEUE_BYTES {
+            return Err(format!(
+                "hub.queue_bytes: must be at least {MIN_QUEUE_BYTES}, not {}",
+                self.queue_bytes
+            ));
+        }
+        check_age("hub.history_age_secs", self.history_age_secs)?;
+        let mut seen: Vec<Pattern> = Vec::new();
+        for (i, policy) in self.topics.iter().enumerate() {
+            let pattern = Pattern::parse(&policy.pattern)
+                .map_err(|e| format!("hub.topics[{i}].pattern: {e}"))?;
+            if seen.contains(&pattern) {
+                return Err(format!(
+                    "hub.topics[{i}].pattern: {:?} is listed twice; only the first entry would apply",
+                    policy.pattern
+                ));
+            }
+            seen.push(pattern);
+            if let Some(age) = policy.history_age_secs {
+                check_age(&format!("hub.topics[{i}].history_age_secs"), age)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_age(key: &str, secs: u64) -> Result<(), String> {
+    if secs > MAX_HISTORY_AGE_SECS {
+        return Err(format!(
+            "{key}: at most {MAX_HISTORY_AGE_SECS} (one year), not {secs}"
+        ));
+    }
+    Ok(())
+}
+
+/// Everything the hub needs to know about one topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// What the topic's history retains.
+    pub history: HistoryPolicy,
+    /// How its subscribers' queues overflow.
+    pub slow_consumer: SlowConsumerPolicy,
+}
+
+/// The config with its patterns parsed, ready to answer "which settings for this topic".
+#[derive(Debug)]
+pub(crate) struct Policies {
+    rules: Vec<(Pattern, TopicPolicy)>,
+    defaults: TopicSettings,
+}
+
+impl Policies {
+    /// Compiles `config`; entries whose pattern does not parse are skipped (call
+    /// [`HubConfig::validate`] first to refuse them).
+    pub(crate) fn new(config: &HubConfig) -> Self {
+        let rules = config
+            .topics
+            .iter()
+            .filter_map(|p| Pattern::parse(&p.pattern).ok().map(|pat| (pat, p.clone())))
+            .collect();
+        Policies {
+            rules,
+            defaults: TopicSettings {
+                history: HistoryPolicy {
+                    count: config.history_count,
+                    age: Duration::from_secs(config.history_age_secs),
+                    latest_per_key: false,
+                },
+                slow_consumer: config.slow_consumer,
+            },
+        }
+    }
+
+    /// The settings of `topic`: the first matching override, completed by the defaults.
+    pub(crate) fn for_topic(&self, topic: &str) -> TopicSettings {
+        let Some((_, rule)) = self.rules.iter().find(|(p, _)| p.matches(topic)) else {
+            return self.defaults;
+        };
+        TopicSettings {
+            history: HistoryPolicy {
+                count: rule.history_count.unwrap_or(self.defaults.history.count),
+                age: rule
+                    .history_age_secs
+                    .map_or(self.defaults.history.age, Duration::from_secs),
+                latest_per_key: rule.latest_per_key,
+            },
+            slow_consumer: rule.slow_consumer.unwrap_or(self.defaults.slow_consumer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(pattern: &str) -> TopicPolicy {
+        TopicPolicy {
+            pattern: pattern.into(),
+            history_count: None,
+            history_age_secs: None,
+            latest_per_key: false,
+            slow_consumer: None,
+        }
+    }
+
+    #[test]
+    fn defaults_are_documented_values_and_valid() {
+        let config = HubConfig::default();
+        assert_eq!(config.history_count, 1000);
+        assert_eq!(config.history_age_secs, 300);
+        assert_eq!(config.queue_bytes, 1 << 20);
+        assert_eq!(config.slow_consumer, SlowConsumerPolicy::Disconnect);
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        let mut config = HubConfig {
+            topics: vec![policy("a.*"), policy("b"), policy("c.*.d")],
+            ..HubConfig::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert!(err.starts_with("hub.topics[2].pattern: "), "{err}");
+        config.topics[2] = policy("a.*");
+        let err = config.validate().unwrap_err();
+        assert!(err.starts_with("hub.topics[2].pattern: "), "{err}");
+        config.topics.pop();
+        config.queue_bytes = 10;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .starts_with("hub.queue_bytes")
+        );
+        config.queue_bytes = 4096;
+        config.topics[1].history_age_secs = Some(u64::MAX);
+        let err = config.validate().unwrap_err();
+        assert!(err.starts_with("hub.topics[1].history_age_secs"), "{err}");
+    }
+
+    #[test]
+    fn config_deserializes_with_defaults_and_refuses_unknown_keys() {
+        let config: HubConfig = serde_json::from_str(
+            r#"{"queue_bytes": 4096, "topics": [
+                {"pattern": "prices.*", "latest_per_key": true, "slow_consumer": "keep_latest_per_key"}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(config.history_count, 1000);
+        assert_eq!(config.queue_bytes, 4096);
+        assert!(config.topics[0].latest_per_key);
+        assert_eq!(
+            config.topics[0].slow_consumer,
+            Some(SlowConsumerPolicy::KeepLatestPerKey)
+        );
+        assert!(serde_json::from_str::<HubConfig>(r#"{"queue": 1}"#).is_err());
+        assert!(
+            serde_json::from_str::<HubConfig>(r#"{"topics": [{"pattern": "a", "x": 1}]}"#).is_err()
+        );
+        assert!(serde_json::from_str::<HubConfig>(r#"{"slow_consumer": "drop_oldest"}"#).is_ok());
+    }
+
+    #[test]
+    fn first_matching_topic_policy_wins() {
+        let config = HubConfig {
+            history_count: 10,
+            topics: vec![
+                TopicPolicy {
+                    history_count: Some(1),
+                    latest_per_key: true,
+                    slow_consumer: Some(SlowConsumerPolicy::DropOldest),
+                    ..policy("prices.*")
+                },
+                TopicPolicy {
+                    history_count: Some(2),
+                    history_age_secs: Some(5),
+                    ..policy("*")
+                },
+            ],
+            ..HubConfig::default()
+        };
+        let policies = Policies::new(&config);
+        let prices = policies.for_topic("prices.AAPL");
+        assert_eq!(prices.history.count, 1);
+        assert!(prices.history.latest_per_key);
+        assert_eq!(prices.history.age, Duration::from_secs(300));
+        assert_eq!(prices.slow_consumer, SlowConsumerPolicy::DropOldest);
+        let other = policies.for_topic("news");
+        assert_eq!(other.history.count, 2);
+        assert_eq!(other.history.age, Duration::from_secs(5));
+        assert!(!other.history.latest_per_key);
+        assert_eq!(other.slow_consumer, SlowConsumerPolicy::Disconnect);
+        let bare = Policies::new(&HubConfig::default()).for_topic("x");
+        assert_eq!(bare.history.count, 1000);
+    }
+}

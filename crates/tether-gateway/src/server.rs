@@ -1,0 +1,234 @@
+//! The gateway: listeners, the accept loop, and graceful shutdown.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::Authenticator;
+use crate::config::{ConfigError, GatewayConfig, Limits};
+use crate::hub::Hub;
+use crate::limiter::ConnectionLimiter;
+use crate::metrics::Metrics;
+use crate::shutdown::Tasks;
+use crate::static_files::StaticFiles;
+use crate::websocket::Route;
+use crate::{connection, demo, tls};
+
+/// Why the gateway cannot start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid, or a file it names cannot be used.
+    Config(ConfigError),
+    /// A listen address cannot be bound.
+    Listen {
+        /// The config key of the address (`listen`, `tls.listen`).
+        key: &'static str,
+        /// The address as configured.
+        address: String,
+        /// Why binding failed.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => e.fmt(f),
+            Error::Listen {
+                key,
+                address,
+                source,
+            } => write!(f, "{key}: cannot listen on {address}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Config(e) => Some(e),
+            Error::Listen { source, .. } => Some(source),
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}
+
+/// What every connection task shares.
+pub(crate) struct State {
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) auth: Authenticator,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) statics: StaticFiles,
+    pub(crate) limiter: Arc<ConnectionLimiter>,
+    pub(crate) tasks: Tasks,
+    pub(crate) limits: Limits,
+    pub(crate) connection_config: tether::Config,
+}
+
+/// A gateway whose listeners are bound: HTTP, the WebSocket routes, the API and the pages on
+/// one port (and on a TLS port if configured). [`Gateway::run`] serves until shutdown.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), tether_gateway::Error> {
+/// let gateway = tether_gateway::Gateway::bind(Default::default()).await?;
+/// println!("open http://{}/", gateway.local_addr().unwrap());
+/// gateway.run(async { tokio::signal::ctrl_c().await.unwrap() }).await;
+/// # Ok(()) }
+/// ```
+pub struct Gateway {
+    state: Arc<State>,
+    plain: Option<TcpListener>,
+    tls: Option<(TcpListener, TlsAcceptor)>,
+    demo: bool,
+    shutdown_timeout: Duration,
+}
+
+impl fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gateway")
+            .field("local_addr", &self.local_addr())
+            .field("tls_local_addr", &self.tls_local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Validates `config`, loads its keys and certificates, and binds its listeners.
+    pub async fn bind(mut config: GatewayConfig) -> Result<Gateway, Error> {
+        config.validate()?;
+        if config.demo {
+            demo::add_topic_policies(&mut config.hub);
+        }
+        let auth = Authenticator::new(&config.auth)?;
+        let statics = StaticFiles::new(&config.static_files)?;
+        let tls_only = config.tls.as_ref().is_some_and(|t| t.only);
+        let tls = match &config.tls {
+            Some(tls_config) => {
+                let acceptor = TlsAcceptor::from(tls::server_config(tls_config)?);
+                Some((listen("tls.listen", &tls_config.listen).await?, acceptor))
+            }
+            None => None,
+        };
+        let plain = match tls_only {
+            true => None,
+            false => Some(listen("listen", &config.listen).await?),
+        };
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| Route::new(r, config.allowed_origins.as_ref()))
+            .collect();
+        let limits = config.limits.clone();
+        let state = State {
+            hub: Hub::new(config.hub.clone()),
+            metrics: Arc::new(Metrics::new()),
+            auth,
+            routes,
+            statics,
+            limiter: ConnectionLimiter::new(limits.max_connections, limits.max_connections_per_ip),
+            tasks: Tasks::new(),
+            connection_config: limits.connection_config(),
+            limits,
+        };
+        Ok(Gateway {
+            state: Arc::new(state),
+            plain,
+            tls,
+            demo: config.demo,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    /// The plain (`http`/`ws`) listener's address, unless TLS only.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.plain.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The TLS (`https`/`wss`) listener's address, if configured.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// The pub/sub hub, to publish from the embedding program.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.state.hub
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, sends close 1001 to every
+    /// WebSocket client, lets HTTP requests in flight finish, and waits up to
+    /// `shutdown_timeout` for all of it before cancelling what is left.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Gateway {
+            state,
+            plain,
+            tls,
+            demo,
+            shutdown_timeout,
+        } = self;
+        if demo {
+            state
+                .tasks
+                .spawn(demo::run(state.hub.clone(), state.tasks.shutdown_signal()));
+        }
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                (tcp, peer) = accept(plain.as_ref()) => {
+                    state.tasks.spawn(connection::serve(state.clone(), tcp, peer, None));
+                }
+                (tcp, peer) = accept(tls.as_ref().map(|(l, _)| l)) => {
+                    let acceptor = tls.as_ref().map(|(_, a)| a.clone());
+                    state.tasks.spawn(connection::serve(state.clone(), tcp, peer, acceptor));
+                }
+            }
+        }
+        drop(plain);
+        drop(tls);
+        tracing::info!("shutting down: closing connections (up to {shutdown_timeout:?})");
+        let cancelled = state.tasks.drain(shutdown_timeout).await;
+        if cancelled > 0 {
+            tracing::warn!("{cancelled} connections did not finish in time and were dropped");
+        }
+    }
+}
+
+async fn listen(key: &'static str, address: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Listen {
+            key,
+            address: address.to_string(),
+            source,
+        })
+}
+
+/// The next connection of `listener`; never, without one. Errors (such as running out of
+/// file descriptors) are logged and retried after a pause.
+async fn accept(listener: Option<&TcpListener>) -> (TcpStream, SocketAddr) {
+    let Some(listener) = listener else {
+        return std::future::pending().await;
+    };
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
