@@ -54,7 +54,8 @@ stage "criterion benches (smoke: each once)" cargo bench -p tether-proto --quiet
 stage "fuzz targets (smoke)" bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-15}"
 
 section "build release examples and the tether binary for Autobahn"
-cargo build --release -p tether --examples -p tether-cli
+# target flags apply to every -p: name both kinds so the tether binary is built too
+cargo build --release -p tether -p tether-cli --bins --examples
 
 stage "Autobahn TestSuite: tether as server (examples/echo_server)" \
     python3 scripts/autobahn.py server \
