@@ -75,7 +75,6 @@ pub(crate) struct State {
     pub(crate) limiter: Arc<ConnectionLimiter>,
     pub(crate) tasks: Tasks,
     pub(crate) limits: Limits,
-    pub(crate) connection_config: tether::Config,
 }
 
 /// A gateway whose listeners are bound: HTTP, the WebSocket routes, the API and the pages on
@@ -126,12 +125,13 @@ impl Gateway {
             true => None,
             false => Some(listen("listen", &config.listen).await?),
         };
+        let limits = config.limits.clone();
+        let connection_config = limits.connection_config();
         let routes = config
             .routes
             .iter()
-            .map(|r| Route::new(r, config.allowed_origins.as_ref()))
+            .map(|r| Route::new(r, config.allowed_origins.as_ref(), &connection_config))
             .collect();
-        let limits = config.limits.clone();
         let state = State {
             hub: Hub::new(config.hub.clone()),
             metrics: Arc::new(Metrics::new()),
@@ -140,7 +140,6 @@ impl Gateway {
             statics,
             limiter: ConnectionLimiter::new(limits.max_connections, limits.max_connections_per_ip),
             tasks: Tasks::new(),
-            connection_config: limits.connection_config(),
             limits,
         };
         Ok(Gateway {

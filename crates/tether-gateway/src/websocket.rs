@@ -22,11 +22,29 @@ pub(crate) struct Route {
     pub(crate) kind: RouteKind,
     /// Subprotocols and Origin policy for the handshake.
     pub(crate) options: AcceptOptions,
+    /// The engine settings of this route's connections.
+    pub(crate) connection_config: tether::Config,
 }
 
 impl Route {
-    /// The route of `config`; `default_origins` applies when the route names none.
-    pub(crate) fn new(config: &RouteConfig, default_origins: Option<&Vec<String>>) -> Self {
+    /// The route of `config`; `default_origins` applies when the route names none, and
+    /// `connection_config` holds the gateway-wide engine limits.
+    pub(crate) fn new(
+        config: &RouteConfig,
+        default_origins: Option<&Vec<String>>,
+        connection_config: &tether::Config,
+    ) -> Self {
+        let mut connection_config = connection_config.clone();
+        if config.kind == RouteKind::Pubsub {
+            if let Some(deflate) = connection_config.deflate.as_mut() {
+                // Fan-out compresses each published message once and sends the same frame to
+                // every subscriber. That is only valid when no subscriber's decompressor
+                // depends on earlier messages, so pub/sub routes require the server to reset
+                // its context after every message (RFC 7692 §7.1.1.1). Clients that negotiate
+                // a smaller server window get the plain frame (PreparedMessage::fits).
+                deflate.server_no_context_takeover = true;
+            }
+        }
         Route {
             path: config.path.clone(),
             kind: config.kind,
@@ -38,6 +56,7 @@ impl Route {
                     .or_else(|| default_origins.cloned()),
                 extra_headers: Vec::new(),
             },
+            connection_config,
         }
     }
 }
@@ -57,7 +76,7 @@ pub(crate) fn upgrade<B>(
         response
     };
     let (response, upgrading) =
-        match tether::upgrade::upgrade(&mut req, state.connection_config.clone(), &route.options) {
+        match tether::upgrade::upgrade(&mut req, route.connection_config.clone(), &route.options) {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::debug!(%peer, path = %route.path, "handshake refused: {e}");

@@ -25,6 +25,8 @@ pub struct HubConfig {
     pub history_age_secs: u64,
     /// The per-connection outbound queue bound, in bytes of encoded messages. Default 1 MiB.
     /// A published message (its encoded `message` envelope) larger than this is refused.
+    /// A number of bytes or a string with a unit (`"1 MiB"`).
+    #[serde(deserialize_with = "crate::config::units::size")]
     pub queue_bytes: usize,
     /// What happens to a subscriber whose queue is over `queue_bytes`. Default `disconnect`.
     pub slow_consumer: SlowConsumerPolicy,
