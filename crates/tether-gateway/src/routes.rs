@@ -1,8 +1,8 @@
 //! Where a request goes: the HTTP API, a WebSocket route, or the pages.
 //!
 //! 1. `/healthz`, `/metrics`, `/api/...`: the API ([`crate::api`]).
-//! 2. An upgrade request (`Upgrade: websocket`) to a route's path: that route; to any other
-//!    path: 404.
+//! 2. An upgrade request (`Upgrade: websocket`) to a route's path (or below a prefix route's,
+//!    [`websocket::find`]): that route; to any other path: 404.
 //! 3. A plain request to a route's path: the page at that path if there is one (so `/` can be
 //!    both a page and an echo route), else 426 Upgrade Required.
 //! 4. Anything else: the pages ([`crate::static_files`]).
@@ -35,7 +35,7 @@ where
     if api::is_api_path(&path) {
         return Ok(api::handle(&state, req).await);
     }
-    let route = state.routes.iter().find(|r| r.path == path);
+    let route = websocket::find(&state.routes, &path);
     if tether::upgrade::is_upgrade_request(&req) {
         return Ok(match route {
             Some(route) => websocket::upgrade(&state, route, req, peer),

@@ -16,8 +16,10 @@ use crate::server::State;
 
 /// A WebSocket route, ready to accept.
 pub(crate) struct Route {
-    /// The exact request path.
+    /// The request path: exact, or with every path below it when `prefix` is set.
     pub(crate) path: String,
+    /// Whether paths below `path` belong to this route too ([`RouteKind::matches_prefix`]).
+    pub(crate) prefix: bool,
     /// The service behind it.
     pub(crate) kind: RouteKind,
     /// Subprotocols and Origin policy for the handshake.
@@ -47,6 +49,7 @@ impl Route {
         }
         Route {
             path: config.path.clone(),
+            prefix: config.kind.matches_prefix(),
             kind: config.kind,
             options: AcceptOptions {
                 subprotocols: config.effective_subprotocols(),
@@ -59,6 +62,37 @@ impl Route {
             connection_config,
         }
     }
+}
+
+impl Route {
+    /// Whether this route answers `path`: its own path, or for a prefix route any path below
+    /// it (`/app/...`, not `/application`). On a match, the rest of the path after the
+    /// route's (empty, or starting with `/`).
+    pub(crate) fn match_path<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let rest = path.strip_prefix(self.path.as_str())?;
+        if rest.is_empty() {
+            return Some(rest);
+        }
+        if !self.prefix {
+            return None;
+        }
+        if self.path.ends_with('/') {
+            // "/" and "/app/" keep the slash they end with in the rest.
+            return Some(&path[self.path.len() - 1..]);
+        }
+        rest.starts_with('/').then_some(rest)
+    }
+}
+
+/// The route that answers `path`: an exact match first, else the prefix route with the
+/// longest path above it.
+pub(crate) fn find<'r>(routes: &'r [Route], path: &str) -> Option<&'r Route> {
+    routes.iter().find(|r| r.path == path).or_else(|| {
+        routes
+            .iter()
+            .filter(|r| r.match_path(path).is_some())
+            .max_by_key(|r| r.path.len())
+    })
 }
 
 /// Answers an upgrade request for `route`: `101` and a session task, or the refusal.
@@ -130,4 +164,54 @@ pub(crate) fn upgrade<B>(
         }
     });
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(path: &str, prefix: bool) -> Route {
+        let mut route = Route::new(
+            &RouteConfig::new(path, RouteKind::Echo),
+            None,
+            &tether::Config::default(),
+        );
+        route.prefix = prefix;
+        route
+    }
+
+    #[test]
+    fn exact_routes_match_only_their_path() {
+        let r = route("/echo", false);
+        assert_eq!(r.match_path("/echo"), Some(""));
+        assert_eq!(r.match_path("/echo/x"), None);
+        assert_eq!(r.match_path("/echoes"), None);
+    }
+
+    #[test]
+    fn prefix_routes_match_below_their_path_only_at_a_segment() {
+        let r = route("/app", true);
+        assert_eq!(r.match_path("/app"), Some(""));
+        assert_eq!(r.match_path("/app/"), Some("/"));
+        assert_eq!(r.match_path("/app/a/b"), Some("/a/b"));
+        assert_eq!(r.match_path("/application"), None);
+        let root = route("/", true);
+        assert_eq!(root.match_path("/x"), Some("/x"));
+    }
+
+    #[test]
+    fn exact_beats_prefix_and_the_longest_prefix_wins() {
+        let routes = vec![
+            route("/", true),
+            route("/app", true),
+            route("/app/ws", false),
+            route("/app/deep", true),
+        ];
+        let found = |p: &str| find(&routes, p).map(|r| r.path.as_str());
+        assert_eq!(found("/app/ws"), Some("/app/ws"));
+        assert_eq!(found("/app/ws/x"), Some("/app"));
+        assert_eq!(found("/app/deep/1"), Some("/app/deep"));
+        assert_eq!(found("/other"), Some("/"));
+        assert!(find(&routes[1..], "/other").is_none());
+    }
 }

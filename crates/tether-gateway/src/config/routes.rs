@@ -40,6 +40,15 @@ impl RouteKind {
         }
     }
 
+    /// Whether a route of this kind also answers every path below its own (`/app` serves
+    /// `/app/x/y`), as bridge routes (a token in the path) and proxy routes (a mounted
+    /// application) do. The other kinds match their path exactly.
+    pub fn matches_prefix(self) -> bool {
+        match self {
+            RouteKind::Pubsub | RouteKind::Echo => false,
+        }
+    }
+
     /// The subprotocols a route of this kind speaks when the config names none.
     pub fn default_subprotocols(self) -> Vec<String> {
         match self {
