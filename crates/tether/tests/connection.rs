@@ -166,8 +166,12 @@ async fn rejection_by_the_application_reaches_the_client_with_its_status() {
         .await
         .unwrap_err();
     match err {
-        Error::ClientHandshake(ClientHandshakeError::NotSwitchingProtocols { status, .. }) => {
-            assert_eq!(status, 401)
+        Error::HandshakeRefused(refused) => {
+            assert_eq!(refused.status, 401);
+            assert!(
+                refused.body_text().contains("no token for /private"),
+                "{refused:?}"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
