@@ -278,7 +278,6 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use futures_util::{SinkExt, StreamExt};
-    use tether_proto::frame::OpCode;
 
     use super::*;
     use crate::{ClientBuilder, Message, SendOptions};
@@ -353,7 +352,6 @@ mod tests {
             "Received Close fin=true rsv1=false len=0 masked=false",
         ];
         assert_eq!(log, expected);
-        let _ = OpCode::Text;
     }
 
     #[test]
@@ -365,8 +363,7 @@ mod tests {
             let (log, observer) = recorder();
             let mut observer: Observer = Box::new(observer);
             Tracker::new(Direction::Received).feed(&wire, &mut observer);
-            let lines = log.lock().unwrap().clone();
-            lines
+            log.lock().unwrap().clone()
         };
         assert_eq!(whole.len(), 3, "{whole:?}");
         for cut in 1..wire.len() {

@@ -8,7 +8,6 @@ use tether::{
     AcceptOptions, ClientBuilder, CloseCode, CloseFrame, Config, Error, Message, Rejection,
     WebSocket,
 };
-use tether_proto::handshake::ClientHandshakeError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::net::TcpListener;
 
