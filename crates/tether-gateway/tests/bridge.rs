@@ -115,6 +115,7 @@ async fn resp_over_a_websocket_to_a_real_redis_server() {
         metric(&metrics, "tether_bridge_sessions_total{route=\"/redis\"}"),
         1
     );
+    drop(ws); // an open client that is not polled would hold up the drain
     gw.stop().await;
 }
 
@@ -142,6 +143,7 @@ async fn a_refused_port_closes_with_1011_backend_unreachable() {
         metric(&metrics, "tether_bridge_sessions_open{route=\"/down\"}"),
         0
     );
+    drop(ws); // an open client that is not polled would hold up the drain
     gw.stop().await;
 }
 
@@ -182,6 +184,7 @@ async fn clients_must_offer_binary_or_the_routes_own_subprotocol() {
         ),
         2
     );
+    drop(ws); // an open client that is not polled would hold up the drain
     gw.stop().await;
 }
 
@@ -243,6 +246,7 @@ async fn tokens_pick_the_target_within_the_allow_list_and_reload() {
         4
     );
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    drop(ws); // an open client that is not polled would hold up the drain
     gw.stop().await;
 }
 
@@ -301,6 +305,7 @@ async fn backend_eof_reset_and_client_text_map_to_close_codes() {
         .unwrap()
         .unwrap();
     assert_eq!(rest, b"last words");
+    drop(ws); // an open client that is not polled would hold up the drain
     gw.stop().await;
 }
 
