@@ -142,6 +142,18 @@ impl Authenticator {
             None => Err(AuthError::Invalid("unknown token".into())),
         }
     }
+
+    /// The claims of `token` if `[auth.jwt]` verifies it (algorithm, signature, `exp`,
+    /// `nbf`, `iss`, `aud`), for bridge routes that take their target from a claim.
+    pub(crate) fn verified_jwt_claims(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, AuthError> {
+        match &self.jwt {
+            Some(jwt) => jwt.verified_claims(token),
+            None => Err(AuthError::Invalid("no [auth.jwt] to verify JWTs".into())),
+        }
+    }
 }
 
 impl JwtVerifier {
@@ -193,6 +205,16 @@ impl JwtVerifier {
 
     fn verify(&self, token: &str) -> Result<Permissions, AuthError> {
         let invalid = |why: String| AuthError::Invalid(why);
+        let payload = self.verified_payload(token)?;
+        let claims: Claims =
+            serde_json::from_slice(&payload).map_err(|e| invalid(format!("bad claims: {e}")))?;
+        self.check_registered_claims(&claims)?;
+        self.permissions(claims)
+    }
+
+    /// The decoded payload of `token` once its algorithm and signature check out.
+    fn verified_payload(&self, token: &str) -> Result<Vec<u8>, AuthError> {
+        let invalid = |why: String| AuthError::Invalid(why);
         // An `alg` jsonwebtoken does not know, `none` included, fails here.
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| invalid(format!("bad JWT header: {e}")))?;
@@ -213,13 +235,26 @@ impl JwtVerifier {
         if !verified {
             return Err(invalid("bad signature".into()));
         }
-        let payload = message
+        message
             .split_once('.')
             .and_then(|(_, p)| URL_SAFE_NO_PAD.decode(p).ok())
-            .ok_or_else(|| invalid("the payload is not base64url".into()))?;
-        let claims: Claims =
-            serde_json::from_slice(&payload).map_err(|e| invalid(format!("bad claims: {e}")))?;
+            .ok_or_else(|| invalid("the payload is not base64url".into()))
+    }
+
+    /// The claims of a token whose signature and registered claims check out.
+    fn verified_claims(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, AuthError> {
+        let payload = self.verified_payload(token)?;
+        let claims: Claims = serde_json::from_slice(&payload)
+            .map_err(|e| AuthError::Invalid(format!("bad claims: {e}")))?;
         self.check_registered_claims(&claims)?;
+        serde_json::from_slice(&payload).map_err(|e| AuthError::Invalid(format!("bad claims: {e}")))
+    }
+
+    fn permissions(&self, claims: Claims) -> Result<Permissions, AuthError> {
+        let invalid = |why: String| AuthError::Invalid(why);
         let subscribe = match claims.sub {
             Some(serde_json::Value::Array(items)) => items
                 .into_iter()

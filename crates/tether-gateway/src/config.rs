@@ -2,9 +2,10 @@
 //! read into [`GatewayConfig`] and checked before anything starts.
 //!
 //! Errors name the key and the problem, e.g. `routes[1].kind: unknown kind "foo", expected
-//! pubsub or echo (line 9, column 8)`.
+//! pubsub, echo or bridge (line 9, column 8)`.
 
 mod auth;
+mod bridge;
 mod limits;
 mod routes;
 pub mod units;
@@ -18,6 +19,10 @@ use serde::Deserialize;
 use crate::hub::HubConfig;
 
 pub use auth::{AnonymousConfig, AuthConfig, JwtAlgorithm, JwtConfig, TokenConfig};
+pub use bridge::{
+    BINARY_SUBPROTOCOL, BridgeConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_BUFFER_SIZE,
+    MAX_READ_BUFFER_SIZE, ProxyProtocol, Target,
+};
 pub use limits::Limits;
 pub use routes::{RouteConfig, RouteKind};
 
@@ -254,6 +259,11 @@ impl GatewayConfig {
             resolve(&mut tls.cert);
             resolve(&mut tls.key);
         }
+        for route in &mut self.routes {
+            let bridge = &mut route.bridge;
+            bridge.token_file.iter_mut().for_each(resolve);
+            bridge.tls_ca_file.iter_mut().for_each(resolve);
+        }
         if let Some(key) = self
             .auth
             .jwt
@@ -288,6 +298,12 @@ impl GatewayConfig {
             route.validate().map_err(|(key, problem)| {
                 ConfigError::new(format!("routes[{i}].{key}"), problem)
             })?;
+            if route.bridge.jwt_claim.is_some() && self.auth.jwt.is_none() {
+                return Err(ConfigError::new(
+                    format!("routes[{i}].jwt_claim"),
+                    "needs [auth.jwt] to verify the tokens",
+                ));
+            }
             if let Some(j) = self.routes[..i].iter().position(|r| r.path == route.path) {
                 return Err(ConfigError::new(
                     format!("routes[{i}].path"),

@@ -23,6 +23,7 @@
 //!                 /healthz /metrics /api/* ──> api ──> hub.publish / hub.topics
 //!                 upgrade to a route path ──> websocket: handshake, Origin, token, limits
 //!                                               ──> pubsub: hub.serve | echo
+//!                                               ──> bridge: TCP (TLS?) to a backend
 //!                 anything else ──> static_files (built-in page or a directory)
 //! ```
 //!
@@ -32,6 +33,7 @@
 
 mod api;
 mod auth;
+mod bridge;
 pub mod config;
 mod connection;
 mod demo;

@@ -1,11 +1,12 @@
 //! Counters of the gateway, rendered in the Prometheus text format at `GET /metrics`.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use tether_proto::handshake::HandshakeError;
 
+use crate::bridge::metrics::BridgeMetrics;
 use crate::config::RouteKind;
 
 /// Why an opening handshake (or a connection before it) was refused: the `reason` label of
@@ -32,10 +33,14 @@ pub(crate) enum Refusal {
     Timeout,
     /// The TLS handshake failed.
     Tls,
+    /// The client offered none of a bridge route's subprotocols (400).
+    Subprotocol,
+    /// A bridge token that is unknown, or whose target is not allowed (403).
+    BridgeTarget,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 10] = [
+    const ALL: [Refusal; 12] = [
         Refusal::BadRequest,
         Refusal::Version,
         Refusal::TooLarge,
@@ -46,6 +51,8 @@ impl Refusal {
         Refusal::ShuttingDown,
         Refusal::Timeout,
         Refusal::Tls,
+        Refusal::Subprotocol,
+        Refusal::BridgeTarget,
     ];
 
     fn label(self) -> &'static str {
@@ -60,6 +67,8 @@ impl Refusal {
             Refusal::ShuttingDown => "shutting_down",
             Refusal::Timeout => "timeout",
             Refusal::Tls => "tls",
+            Refusal::Subprotocol => "subprotocol",
+            Refusal::BridgeTarget => "bridge_target",
         }
     }
 
@@ -92,6 +101,8 @@ pub(crate) struct Metrics {
     bytes_out: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
     routes: Vec<(RouteKind, RouteCounters)>,
+    /// The counters of each bridge route, by path.
+    bridges: Mutex<Vec<Arc<BridgeMetrics>>>,
 }
 
 impl Metrics {
@@ -108,7 +119,16 @@ impl Metrics {
                 .filter_map(|n| RouteKind::from_name(n))
                 .map(|k| (k, RouteCounters::default()))
                 .collect(),
+            bridges: Mutex::default(),
         }
+    }
+
+    /// Renders a bridge route's counters with the gateway's.
+    pub(crate) fn add_bridge(&self, bridge: Arc<BridgeMetrics>) {
+        self.bridges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(bridge);
     }
 
     fn route(&self, kind: RouteKind) -> Option<&RouteCounters> {
@@ -255,6 +275,8 @@ impl Metrics {
             "Bytes sent on all connections (before TLS encryption).",
             &one(load(&self.bytes_out)),
         );
+        let bridges = self.bridges.lock().unwrap_or_else(|p| p.into_inner());
+        crate::bridge::metrics::render(&bridges, out);
     }
 }
 

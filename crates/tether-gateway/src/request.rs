@@ -1,6 +1,13 @@
 //! What a request says beyond its path: query parameters and the bearer token.
 
+use std::net::SocketAddr;
+
 use http::HeaderMap;
+
+/// The gateway's own address of the connection a request came on (a request extension set
+/// by `crate::connection`): what the client connected to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LocalAddr(pub(crate) SocketAddr);
 
 /// Decodes `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
 /// `+` stays `+` (paths and RFC 3986 queries), unless `plus_as_space`.

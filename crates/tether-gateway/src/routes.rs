@@ -38,7 +38,7 @@ where
     let route = websocket::find(&state.routes, &path);
     if tether::upgrade::is_upgrade_request(&req) {
         return Ok(match route {
-            Some(route) => websocket::upgrade(&state, route, req, peer),
+            Some(route) => websocket::upgrade(&state, route, req, peer).await,
             None => response::text(StatusCode::NOT_FOUND, "no WebSocket route at this path"),
         });
     }

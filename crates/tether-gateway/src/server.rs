@@ -11,7 +11,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
-use crate::config::{ConfigError, GatewayConfig, Limits};
+use crate::bridge::BridgeRoute;
+use crate::config::{ConfigError, GatewayConfig, Limits, RouteKind};
 use crate::hub::Hub;
 use crate::limiter::ConnectionLimiter;
 use crate::metrics::Metrics;
@@ -127,14 +128,20 @@ impl Gateway {
         };
         let limits = config.limits.clone();
         let connection_config = limits.connection_config();
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| Route::new(r, config.allowed_origins.as_ref(), &connection_config))
-            .collect();
+        let metrics = Arc::new(Metrics::new());
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for (i, r) in config.routes.iter().enumerate() {
+            let mut route = Route::new(r, config.allowed_origins.as_ref(), &connection_config);
+            if r.kind == RouteKind::Bridge {
+                let bridge = BridgeRoute::new(r, &format!("routes[{i}]"))?;
+                metrics.add_bridge(bridge.metrics.clone());
+                route.bridge = Some(Arc::new(bridge));
+            }
+            routes.push(route);
+        }
         let state = State {
             hub: Hub::new(config.hub.clone()),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             auth,
             routes,
             statics,

@@ -1,5 +1,5 @@
-//! WebSocket routes: the checks before the `101` (handshake, Origin, token, connection
-//! limits), then the session task of the route's kind.
+//! WebSocket routes: the checks before the `101` (handshake, Origin, token, bridge target,
+//! connection limits), then the session task of the route's kind.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,10 +7,11 @@ use std::sync::Arc;
 use http::Request;
 use tether::AcceptOptions;
 
+use crate::bridge::{self, BridgeRoute};
 use crate::config::{RouteConfig, RouteKind};
 use crate::echo;
 use crate::metrics::Refusal;
-use crate::request::bearer_token;
+use crate::request::{LocalAddr, bearer_token};
 use crate::response::{self, Body};
 use crate::server::State;
 
@@ -26,6 +27,8 @@ pub(crate) struct Route {
     pub(crate) options: AcceptOptions,
     /// The engine settings of this route's connections.
     pub(crate) connection_config: tether::Config,
+    /// A bridge route's targets, TLS and counters (set by the server for `kind = "bridge"`).
+    pub(crate) bridge: Option<Arc<BridgeRoute>>,
 }
 
 impl Route {
@@ -47,6 +50,11 @@ impl Route {
                 deflate.server_no_context_takeover = true;
             }
         }
+        if config.kind == RouteKind::Bridge {
+            // A bridge carries another protocol's bytes, often compressed or encrypted
+            // already (VNC, ICA, TLS): compressing them again costs CPU for nothing.
+            connection_config.deflate = None;
+        }
         Route {
             path: config.path.clone(),
             prefix: config.kind.matches_prefix(),
@@ -60,6 +68,7 @@ impl Route {
                 extra_headers: Vec::new(),
             },
             connection_config,
+            bridge: None,
         }
     }
 }
@@ -97,9 +106,10 @@ pub(crate) fn find<'r>(routes: &'r [Route], path: &str) -> Option<&'r Route> {
 
 /// Answers an upgrade request for `route`: `101` and a session task, or the refusal.
 ///
-/// Checks in order: the handshake itself (400, 426, 431) and the Origin (403), shutdown in
-/// progress (503), the token (401), the connection limits (503).
-pub(crate) fn upgrade<B>(
+/// Checks in order: the handshake itself (400, 426, 431) and the Origin (403), a bridge's
+/// subprotocol (400), shutdown in progress (503), the token (401) or a bridge's token and
+/// target (401, 403, 404), the connection limits (503).
+pub(crate) async fn upgrade<B>(
     state: &Arc<State>,
     route: &Route,
     mut req: Request<B>,
@@ -117,6 +127,24 @@ pub(crate) fn upgrade<B>(
                 return refuse(Refusal::of(&e), tether::upgrade::error_response(&e));
             }
         };
+    if let Some(bridge) = &route.bridge
+        && !response
+            .headers()
+            .contains_key(http::header::SEC_WEBSOCKET_PROTOCOL)
+    {
+        // RFC 6455 §4.2.2 lets a server refuse a handshake it does not want with an HTTP
+        // error; a bridge without an agreed subprotocol would carry bytes the client may not
+        // mean as raw TCP, so it answers 400 and names what it speaks.
+        bridge.metrics.refused();
+        let message = format!(
+            "this bridge needs a subprotocol: offer one of {} in Sec-WebSocket-Protocol",
+            route.options.subprotocols.join(", ")
+        );
+        return refuse(
+            Refusal::Subprotocol,
+            response::text(http::StatusCode::BAD_REQUEST, message),
+        );
+    }
     if state.tasks.is_shutting_down() {
         return refuse(
             Refusal::ShuttingDown,
@@ -124,7 +152,13 @@ pub(crate) fn upgrade<B>(
         );
     }
     let token = bearer_token(req.headers(), req.uri().query());
-    let permissions = match state.auth.authenticate(token.as_deref()) {
+    // A bridge token is a credential of its own: it names the target and is checked below.
+    let token_bridge = route.bridge.as_ref().is_some_and(|b| b.uses_tokens());
+    let authenticated = match token_bridge {
+        true => Ok(crate::hub::Permissions::allow_all()),
+        false => state.auth.authenticate(token.as_deref()),
+    };
+    let permissions = match authenticated {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(%peer, path = %route.path, "unauthorized: {e}");
@@ -132,6 +166,35 @@ pub(crate) fn upgrade<B>(
                 Refusal::Unauthorized,
                 response::unauthorized(&e, token.is_some()),
             );
+        }
+    };
+    let admitted = match &route.bridge {
+        None => None,
+        Some(bridge) => {
+            let rest = route.match_path(req.uri().path()).unwrap_or_default();
+            let local = req.extensions().get::<LocalAddr>().map(|l| l.0);
+            let query = req.uri().query();
+            match bridge
+                .admit(&state.auth, rest, req.headers(), query, peer, local)
+                .await
+            {
+                Ok(admitted) => Some((bridge.clone(), admitted)),
+                Err(why) => {
+                    tracing::info!(%peer, path = %route.path, "bridge refused: {why:?}");
+                    bridge.metrics.refused();
+                    let (status, message) = why.answer();
+                    let response = match why {
+                        bridge::Refused::MissingToken => {
+                            return refuse(
+                                Refusal::Unauthorized,
+                                response::unauthorized(message, false),
+                            );
+                        }
+                        _ => response::text(status, message),
+                    };
+                    return refuse(Refusal::BridgeTarget, response);
+                }
+            }
         }
     };
     let permit = match state.limiter.try_acquire(peer.ip()) {
@@ -161,6 +224,12 @@ pub(crate) fn upgrade<B>(
         match kind {
             RouteKind::Pubsub => state.hub.serve(ws, permissions, shutdown).await,
             RouteKind::Echo => echo::serve(ws, shutdown, &state.metrics).await,
+            RouteKind::Bridge => {
+                if let Some((bridge, admitted)) = admitted {
+                    let close_timeout = state.limits.close_timeout;
+                    bridge::serve(ws, bridge, admitted, shutdown, close_timeout).await;
+                }
+            }
         }
     });
     response

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
+use super::bridge::{self, BINARY_SUBPROTOCOL, BridgeConfig};
 use crate::protocol::SUBPROTOCOL;
 
 /// What a WebSocket route does with its connections.
@@ -17,17 +18,21 @@ pub enum RouteKind {
     Pubsub,
     /// Every text and binary message comes back as it went out.
     Echo,
+    /// Each connection opens a TCP connection to a backend and carries its bytes in binary
+    /// messages both ways (`crate::bridge`).
+    Bridge,
 }
 
 impl RouteKind {
     /// The names accepted in `kind = "..."`, in the order error messages list them.
-    pub const NAMES: &'static [&'static str] = &["pubsub", "echo"];
+    pub const NAMES: &'static [&'static str] = &["pubsub", "echo", "bridge"];
 
     /// The kind named `name` in a config file.
     pub fn from_name(name: &str) -> Option<RouteKind> {
         match name {
             "pubsub" => Some(RouteKind::Pubsub),
             "echo" => Some(RouteKind::Echo),
+            "bridge" => Some(RouteKind::Bridge),
             _ => None,
         }
     }
@@ -37,6 +42,7 @@ impl RouteKind {
         match self {
             RouteKind::Pubsub => "pubsub",
             RouteKind::Echo => "echo",
+            RouteKind::Bridge => "bridge",
         }
     }
 
@@ -46,6 +52,7 @@ impl RouteKind {
     pub fn matches_prefix(self) -> bool {
         match self {
             RouteKind::Pubsub | RouteKind::Echo => false,
+            RouteKind::Bridge => true,
         }
     }
 
@@ -54,6 +61,7 @@ impl RouteKind {
         match self {
             RouteKind::Pubsub => vec![SUBPROTOCOL.to_string()],
             RouteKind::Echo => Vec::new(),
+            RouteKind::Bridge => vec![BINARY_SUBPROTOCOL.to_string()],
         }
     }
 }
@@ -89,6 +97,10 @@ pub struct RouteConfig {
     /// Default: the top-level `allowed_origins`.
     #[serde(default)]
     pub allowed_origins: Option<Vec<String>>,
+    /// The keys of `kind = "bridge"` routes (`target`, `token_file`, `allow`, ...), flat in
+    /// the table.
+    #[serde(flatten)]
+    pub bridge: BridgeConfig,
 }
 
 impl RouteConfig {
@@ -99,14 +111,22 @@ impl RouteConfig {
             kind,
             subprotocols: None,
             allowed_origins: None,
+            bridge: BridgeConfig::default(),
         }
     }
 
     /// The subprotocols this route speaks, most preferred first.
+    /// Bridge routes speak `binary` after the configured ones, and refuse clients that
+    /// offer none of them.
     pub fn effective_subprotocols(&self) -> Vec<String> {
-        self.subprotocols
+        let mut protocols = self
+            .subprotocols
             .clone()
-            .unwrap_or_else(|| self.kind.default_subprotocols())
+            .unwrap_or_else(|| self.kind.default_subprotocols());
+        if self.kind == RouteKind::Bridge && !protocols.iter().any(|p| p == BINARY_SUBPROTOCOL) {
+            protocols.push(BINARY_SUBPROTOCOL.to_string());
+        }
+        protocols
     }
 
     /// Checks this route; errors name the key below `routes[i]`.
@@ -140,7 +160,7 @@ impl RouteConfig {
         if let Some(origins) = &self.allowed_origins {
             super::validate_origins(origins).map_err(|p| ("allowed_origins", p))?;
         }
-        Ok(())
+        bridge::validate(self)
     }
 }
 
@@ -163,7 +183,7 @@ mod tests {
         let err = toml::from_str::<Wrapper>("kind = \"foo\"").err().unwrap();
         assert!(
             err.message()
-                .contains("unknown kind \"foo\", expected pubsub or echo"),
+                .contains("unknown kind \"foo\", expected pubsub, echo or bridge"),
             "{err}"
         );
         assert_eq!(
