@@ -33,6 +33,10 @@ pub struct ConnectArgs {
     /// The close frame sent at the end of stdin: a code, optionally with a reason.
     #[arg(long, value_name = "CODE[:REASON]", value_parser = parse_close, default_value = "1000")]
     pub close: CloseFrame,
+    /// Closes after receiving N messages, instead of at the end of stdin. For servers that
+    /// drop their replies once they see a close (an echo piped in: `-n` lines).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub count: Option<u64>,
     /// Instead of stdin: listens on ADDR (e.g. 127.0.0.1:6380) and carries every TCP
     /// connection accepted there over a new WebSocket to URL, as binary messages both ways.
     #[arg(long, value_name = "ADDR")]
@@ -187,8 +191,18 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     let bad_input = AtomicBool::new(false);
 
     // stdin to the server; never finishes on its own: the connection's end ends the command.
+    let count_reached = tokio::sync::Notify::new();
     let upstream = async {
-        while let Some(input) = stdin.recv().await {
+        let mut stdin_open = true;
+        loop {
+            let input = tokio::select! {
+                input = stdin.recv(), if stdin_open => input.unwrap_or(Input::End),
+                () = count_reached.notified() => {
+                    we_closed.store(true, Ordering::Relaxed);
+                    let _ = writer.send(Message::Close(Some(close.clone()))).await;
+                    break;
+                }
+            };
             match input {
                 Input::Message(msg) => {
                     if writer.send(msg).await.is_err() {
@@ -204,6 +218,8 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
                     let _ = writer.send(Message::Close(Some(frame))).await;
                     break;
                 }
+                // With --count, the count closes, not the end of stdin.
+                Input::End if args.count.is_some() => stdin_open = false,
                 Input::End => {
                     we_closed.store(true, Ordering::Relaxed);
                     let _ = writer.send(Message::Close(Some(close.clone()))).await;
@@ -216,6 +232,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     // The server to stdout, until the connection ends.
     let downstream = async {
         let mut close_frame = None;
+        let mut received = 0u64;
         while let Some(item) = reader.next().await {
             match item {
                 Ok(Message::Close(frame)) => close_frame = Some(frame),
@@ -223,6 +240,12 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
                     if !print_message(&msg, args.show_binary) {
                         // Nobody reads our output any more (`| head -1`): leave politely.
                         return Err(Failure::new(Status::Normal, "stdout closed"));
+                    }
+                    if msg.is_data() {
+                        received += 1;
+                        if args.count == Some(received) {
+                            count_reached.notify_one();
+                        }
                     }
                 }
                 Err(e) => return Err(Failure::from_error(&e, &args.url)),

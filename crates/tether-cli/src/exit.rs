@@ -154,7 +154,9 @@ impl Failure {
 
 fn refused_hint(status: u16) -> Option<&'static str> {
     Some(match status {
-        400 => "the server did not take the request as a WebSocket handshake; check the URL",
+        400 => {
+            "the server refused the request as sent (what it said is above; -v shows the request)"
+        }
         401 => "this endpoint needs credentials: --token TOKEN or -H 'Authorization: ...'",
         403 => "check --origin (servers refuse unknown browser origins) and --token",
         404 => "check the path in the URL",
