@@ -56,7 +56,12 @@ fn redis_cli_reaches_redis_server_through_listen_tcp_and_the_gateways_bridge() {
     )));
     let mut command = tether();
     command
-        .args(["connect", "--listen-tcp", "127.0.0.1:0", &serve.url("/redis")])
+        .args([
+            "connect",
+            "--listen-tcp",
+            "127.0.0.1:0",
+            &serve.url("/redis"),
+        ])
         .stdin(Stdio::null());
     let mut tunnel = Process::spawn(command);
     let line = tunnel.stderr_line("listening on tcp://");
@@ -75,13 +80,19 @@ fn redis_cli_reaches_redis_server_through_listen_tcp_and_the_gateways_bridge() {
 
     assert_eq!(redis_cli(&cli, port, &["PING"], b""), "PONG");
     // Each redis-cli run is its own TCP connection, so its own WebSocket.
-    assert_eq!(redis_cli(&cli, port, &["SET", "greeting", "hello"], b""), "OK");
+    assert_eq!(
+        redis_cli(&cli, port, &["SET", "greeting", "hello"], b""),
+        "OK"
+    );
     assert_eq!(redis_cli(&cli, port, &["GET", "greeting"], b""), "hello");
     // 4 MiB up (-x reads the value from stdin) and back down: many messages each way,
     // moved under flow control.
     let big: Vec<u8> = (0..4 << 20).map(|i| b'a' + (i % 26) as u8).collect();
     assert_eq!(redis_cli(&cli, port, &["-x", "SET", "big"], &big), "OK");
-    assert_eq!(redis_cli(&cli, port, &["STRLEN", "big"], b""), (4 << 20).to_string());
+    assert_eq!(
+        redis_cli(&cli, port, &["STRLEN", "big"], b""),
+        (4 << 20).to_string()
+    );
     let back = redis_cli(&cli, port, &["GETRANGE", "big", "4194300", "-1"], b"");
     assert_eq!(back.as_bytes(), &big[4194300..]);
 
@@ -102,7 +113,11 @@ fn redis_cli_reaches_redis_server_through_listen_tcp_and_the_gateways_bridge() {
 fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use std::io::Read;
     let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     tcp.read_to_string(&mut text).unwrap();
     text
