@@ -1,6 +1,6 @@
 //! `tether pub URL TOPIC [MESSAGE]`: publish over `tether.pubsub.v1`, waiting for each ack.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use tokio::sync::mpsc;
 
@@ -55,15 +55,43 @@ pub async fn open_pubsub(url: &str, client: &ClientArgs) -> Result<WebSocket<Tra
     Ok(ws)
 }
 
-/// The messages to publish: `message`, or the lines of stdin read on a thread of its own.
-fn read_lines(message: Option<String>) -> mpsc::Receiver<std::io::Result<String>> {
+/// The messages to publish: `message`, or the lines of stdin read on a thread of its own,
+/// each at most `max_len` bytes (a longer line is an error, never buffered whole).
+fn read_lines(message: Option<String>, max_len: usize) -> mpsc::Receiver<std::io::Result<String>> {
     let (tx, rx) = mpsc::channel(8);
     std::thread::spawn(move || {
         if let Some(message) = message {
             let _ = tx.blocking_send(Ok(message));
             return;
         }
-        for line in std::io::stdin().lock().lines() {
+        let stdin = std::io::stdin();
+        let mut stdin = stdin.lock();
+        for number in 1u64.. {
+            let mut line = Vec::new();
+            let line = match (&mut stdin)
+                .take(max_len as u64 + 2)
+                .read_until(b'\n', &mut line)
+            {
+                Ok(0) => return,
+                Ok(_) => {
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                        if line.last() == Some(&b'\r') {
+                            line.pop();
+                        }
+                    }
+                    if line.len() > max_len {
+                        Err(std::io::Error::other(format!(
+                            "line {number} is longer than --max-message-size ({max_len} bytes)"
+                        )))
+                    } else {
+                        String::from_utf8(line).map_err(|_| {
+                            std::io::Error::other(format!("line {number} is not UTF-8 text"))
+                        })
+                    }
+                }
+                Err(e) => Err(e),
+            };
             let failed = line.is_err();
             if tx.blocking_send(line).is_err() || failed {
                 return;
@@ -89,7 +117,7 @@ pub async fn run(args: PubArgs) -> Result<(), Failure> {
     let mut ws = open_pubsub(&args.url, &args.client).await?;
     let mut refused = 0u64;
     let mut published = 0u64;
-    let mut lines = read_lines(args.message.clone());
+    let mut lines = read_lines(args.message.clone(), args.client.max_message_size);
     let mut id = 0u64;
     loop {
         // Waiting for input, the connection is still served (pings answered, close seen).
@@ -107,7 +135,7 @@ pub async fn run(args: PubArgs) -> Result<(), Failure> {
             },
         };
         let Some(line) = line else { break };
-        let line = line.map_err(|e| Failure::new(Status::Other, format!("reading stdin: {e}")))?;
+        let line = line.map_err(|e| Failure::new(Status::Other, format!("stdin: {e}")))?;
         if args.message.is_none() && line.trim().is_empty() {
             continue;
         }

@@ -348,3 +348,43 @@ fn python_websockets_verbose_close_codes_and_refusal() {
         out.stderr
     );
 }
+
+#[test]
+fn ping_interval_pings_an_idle_connection_and_the_pong_comes_back() {
+    let serve = Serve::start(None);
+    let mut command = tether();
+    command
+        .args([
+            "connect",
+            "-v",
+            "--ping-interval",
+            "0.2",
+            &serve.url("/echo"),
+        ])
+        .stdin(Stdio::piped());
+    let mut process = Process::spawn(command);
+    // Nothing is sent: after 0.2 s of silence a ping goes out ("tether keepalive").
+    process.stderr_line("> frame ping fin=1 rsv1=0 masked=1 len=16");
+    process.stderr_line("< frame pong fin=1 rsv1=0 masked=0 len=16");
+    drop(process.child.stdin.take());
+    let out = process.wait();
+    assert_eq!(out.code(), 0, "{out:?}");
+}
+
+#[test]
+fn lines_longer_than_max_message_size_are_refused_not_buffered() {
+    let serve = Serve::start(None);
+    let long = format!("ok\n{}\n", "x".repeat(100));
+    let out = run(
+        &["connect", "--max-message-size", "64", &serve.url("/echo")],
+        long.as_bytes(),
+    );
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert_eq!(out.stdout, "ok");
+    assert!(
+        out.stderr
+            .contains("line 2 is longer than --max-message-size (64 bytes)"),
+        "{}",
+        out.stderr
+    );
+}

@@ -178,9 +178,15 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(config: Option<&str>) -> Serve {
+        Serve::start_with(config, &[]).0
+    }
+
+    /// With more `serve` arguments; also returns the TLS address when `--tls-listen` is set.
+    pub fn start_with(config: Option<&str>, args: &[&str]) -> (Serve, Option<SocketAddr>) {
         let mut command = tether();
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--no-demo"])
+            .args(args)
             .stdin(Stdio::null());
         if let Some(text) = config {
             static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -198,7 +204,16 @@ impl Serve {
             .trim_end_matches('/')
             .parse()
             .unwrap();
-        Serve { addr, process }
+        let tls = args.contains(&"--tls-listen").then(|| {
+            let line = process.stderr_line("listening on https://");
+            line.split("https://")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches('/')
+                .parse()
+                .unwrap()
+        });
+        (Serve { addr, process }, tls)
     }
 
     pub fn url(&self, path: &str) -> String {
