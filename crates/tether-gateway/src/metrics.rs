@@ -221,11 +221,12 @@ impl Metrics {
                 .map(|(k, c)| (format!("{{kind=\"{}\"}}", k.name()), f(c)))
                 .collect()
         };
-        // The hub counts pub/sub messages itself (its lines follow the gateway's).
+        // The hub counts pub/sub messages itself (its lines follow the gateway's); bridges
+        // count bytes (tether_bridge_*).
         let per_counted_route = |f: &dyn Fn(&RouteCounters) -> i64| -> Vec<(String, i64)> {
             self.routes
                 .iter()
-                .filter(|(k, _)| *k != RouteKind::Pubsub)
+                .filter(|(k, _)| !matches!(k, RouteKind::Pubsub | RouteKind::Bridge))
                 .map(|(k, c)| (format!("{{kind=\"{}\"}}", k.name()), f(c)))
                 .collect()
         };

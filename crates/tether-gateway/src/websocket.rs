@@ -11,7 +11,7 @@ use crate::bridge::{self, BridgeRoute};
 use crate::config::{RouteConfig, RouteKind};
 use crate::echo;
 use crate::metrics::Refusal;
-use crate::request::{LocalAddr, bearer_token};
+use crate::request::bearer_token;
 use crate::response::{self, Body};
 use crate::server::State;
 
@@ -128,22 +128,9 @@ pub(crate) async fn upgrade<B>(
             }
         };
     if let Some(bridge) = &route.bridge
-        && !response
-            .headers()
-            .contains_key(http::header::SEC_WEBSOCKET_PROTOCOL)
+        && let Some((why, refusal)) = bridge.subprotocol_refusal(&route.options, &response)
     {
-        // RFC 6455 §4.2.2 lets a server refuse a handshake it does not want with an HTTP
-        // error; a bridge without an agreed subprotocol would carry bytes the client may not
-        // mean as raw TCP, so it answers 400 and names what it speaks.
-        bridge.metrics.refused();
-        let message = format!(
-            "this bridge needs a subprotocol: offer one of {} in Sec-WebSocket-Protocol",
-            route.options.subprotocols.join(", ")
-        );
-        return refuse(
-            Refusal::Subprotocol,
-            response::text(http::StatusCode::BAD_REQUEST, message),
-        );
+        return refuse(why, refusal);
     }
     if state.tasks.is_shutting_down() {
         return refuse(
@@ -172,28 +159,9 @@ pub(crate) async fn upgrade<B>(
         None => None,
         Some(bridge) => {
             let rest = route.match_path(req.uri().path()).unwrap_or_default();
-            let local = req.extensions().get::<LocalAddr>().map(|l| l.0);
-            let query = req.uri().query();
-            match bridge
-                .admit(&state.auth, rest, req.headers(), query, peer, local)
-                .await
-            {
+            match bridge.admit_request(&state.auth, rest, &req, peer).await {
                 Ok(admitted) => Some((bridge.clone(), admitted)),
-                Err(why) => {
-                    tracing::info!(%peer, path = %route.path, "bridge refused: {why:?}");
-                    bridge.metrics.refused();
-                    let (status, message) = why.answer();
-                    let response = match why {
-                        bridge::Refused::MissingToken => {
-                            return refuse(
-                                Refusal::Unauthorized,
-                                response::unauthorized(message, false),
-                            );
-                        }
-                        _ => response::text(status, message),
-                    };
-                    return refuse(Refusal::BridgeTarget, response);
-                }
+                Err((why, refusal)) => return refuse(why, refusal),
             }
         }
     };

@@ -15,6 +15,7 @@
 
 mod allow;
 mod backend;
+mod handshake;
 pub(crate) mod metrics;
 mod proxy_header;
 mod session;

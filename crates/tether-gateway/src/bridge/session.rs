@@ -133,9 +133,11 @@ pub(crate) async fn serve(
         }
     };
     // Both directions have stopped; say goodbye to each side, within the close timeout.
-    let finish = async {
-        // The backend sees EOF: the client is done sending.
+    let backend_goodbye = async {
+        // The backend sees EOF: the client is done sending (TLS: close_notify first).
         let _ = tcp_tx.shutdown().await;
+    };
+    let client_goodbye = async {
         if let Some(frame) = goodbye {
             // Fails harmlessly when the connection is already closing.
             let _ = ws_tx.send(Message::Close(Some(frame))).await;
@@ -144,6 +146,8 @@ pub(crate) async fn serve(
         // the end of the closing handshake; messages still arriving are dropped.
         while let Some(Ok(_)) = ws_rx.next().await {}
     };
+    // Side by side, so a backend slow to take its TLS close does not delay the client's.
+    let finish = async { tokio::join!(backend_goodbye, client_goodbye) };
     let _ = tokio::time::timeout(close_timeout, finish).await;
 }
 

@@ -98,7 +98,7 @@ impl fmt::Display for Target {
 }
 
 /// The settings of a bridge route, flat in its `[[routes]]` table. Every key is optional
-/// here; [`validate`] says which combinations work.
+/// here; config validation says which combinations work (errors name the key).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 pub struct BridgeConfig {
     /// A fixed backend, `"host:port"`. Give this, or `token_file` and/or `jwt_claim`.
