@@ -7,9 +7,12 @@
 //! at most one chunk (64 KiB) plus the WebSocket's outbound buffer in memory per direction.
 //!
 //! Close mapping: EOF from the TCP client sends close 1000 and keeps delivering what the
-//! server still sends until its close arrives; the server's close (or a lost WebSocket)
-//! shuts the TCP connection down; a TCP client that goes away mid-stream (write error) gets
-//! close 1001 "going away" sent for it.
+//! server still sends until its close arrives. WebSocket has no half-close: the client's EOF
+//! ends the session both ways (the gateway's bridge then closes the backend), so a client
+//! that shuts down its sending side while still expecting data loses what is in flight. The server's close 1000 ends the TCP
+//! connection with EOF (FIN); any other code, or a WebSocket lost without a close, resets it
+//! (RST), so the client sees a failure. A TCP client that goes away mid-stream (write
+//! error) gets close 1001 "going away" sent for it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,6 +20,7 @@ use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use tether::{CloseCode, CloseFrame, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::connect::ConnectArgs;
@@ -113,51 +117,84 @@ async fn carry(
     // Server to TCP client. Ends with the WebSocket.
     let downstream = async {
         while let Some(item) = ws_rx.next().await {
-            match item {
-                Ok(Message::Binary(data)) => {
-                    if tcp_tx.write_all(&data).await.is_err() {
-                        return Err("the TCP client went away".to_string());
-                    }
-                }
-                Ok(Message::Text(text)) => {
-                    if tcp_tx.write_all(text.as_bytes()).await.is_err() {
-                        return Err("the TCP client went away".to_string());
-                    }
-                }
+            let data = match item {
+                Ok(Message::Binary(data)) => data,
+                Ok(Message::Text(text)) => text.into_bytes(),
                 Ok(Message::Close(frame)) => {
-                    let _ = tcp_tx.shutdown().await;
-                    return Ok(match frame {
-                        Some(f) => format!(
-                            "closed by the server with {} {}",
-                            f.code.0,
-                            f.reason.as_str()
+                    let (how, clean) = match frame {
+                        Some(f) => (
+                            format!(
+                                "closed by the server with {} {}",
+                                f.code.0,
+                                f.reason.as_str()
+                            ),
+                            f.code == CloseCode::NORMAL,
                         ),
-                        None => "closed by the server".to_string(),
-                    });
+                        None => ("closed by the server".to_string(), true),
+                    };
+                    if clean {
+                        let _ = tcp_tx.shutdown().await;
+                    }
+                    return Down::Closed { how, clean };
                 }
-                Ok(_) => {}
-                Err(e) => return Err(Failure::from_error(&e, &args.url).message),
+                Ok(_) => continue,
+                Err(e) => return Down::Lost(Failure::from_error(&e, &args.url).message),
+            };
+            if tcp_tx.write_all(&data).await.is_err() {
+                return Down::ClientGone;
             }
         }
-        Ok("closed".to_string())
+        Down::Lost("the connection ended without a close frame".to_string())
     };
-    tokio::pin!(downstream);
-    let ended = {
-        tokio::pin!(upstream);
-        tokio::select! {
-            ended = &mut downstream => Some(ended),
-            () = &mut upstream => None,
+    let down = {
+        tokio::pin!(downstream);
+        let first = {
+            tokio::pin!(upstream);
+            tokio::select! {
+                down = &mut downstream => Some(down),
+                () = &mut upstream => None,
+            }
+        };
+        match first {
+            Some(down) => down,
+            // The client's EOF: what the server still sends goes to the client until its close.
+            None => downstream.await,
         }
     };
-    match ended {
-        Some(Ok(how)) => Ok(how),
-        Some(Err(why)) => {
+    match down {
+        Down::Closed { how, clean: true } => Ok(how),
+        Down::Closed { how, clean: false } => {
+            reset(tcp_tx);
+            Ok(format!("{how} (TCP connection reset)"))
+        }
+        Down::Lost(why) => {
+            reset(tcp_tx);
+            Err(Failure::usage(format!("{why} (TCP connection reset)")))
+        }
+        Down::ClientGone => {
             // RFC 6455 §7.4.1: 1001 "going away", for the endpoint that left.
             let frame = CloseFrame::new(CloseCode(1001), "tcp client went away");
             let _ = ws_tx.send(Message::Close(Some(frame))).await;
-            Err(Failure::usage(why))
+            Err(Failure::usage("the TCP client went away; sent close 1001"))
         }
-        // The client's EOF: what the server still sends goes to the client until its close.
-        None => downstream.await.map_err(Failure::usage),
     }
+}
+
+/// How the server-to-client direction ended.
+enum Down {
+    /// The server's close frame; `clean` for 1000 (or no code), which the TCP client sees as
+    /// EOF. Any other code (the bridge's 1014 for a backend reset, 1011 for an unreachable
+    /// backend) resets the TCP connection, so the client sees a failure, not a clean end.
+    Closed { how: String, clean: bool },
+    /// The WebSocket failed without a closing handshake.
+    Lost(String),
+    /// Writing to the TCP client failed.
+    ClientGone,
+}
+
+/// Resets the TCP connection: zero linger, and no FIN from the write half; the read half's
+/// drop then closes the socket with RST.
+fn reset(write: OwnedWriteHalf) {
+    let _ = write.as_ref().set_zero_linger();
+    write.forget();
 }

@@ -78,7 +78,8 @@ show rsv1=1 and their compressed length).
 
 --listen-tcp carries each TCP connection accepted on ADDR over its own WebSocket (binary
 messages, subprotocol \"binary\" unless --subprotocol is given), with flow control both
-ways: the client's EOF sends close 1000, the server's close ends the TCP connection.
+ways. The client's EOF sends close 1000 and ends the session both ways (WebSocket has no
+half-close); the server's close 1000 ends the TCP connection with EOF, other codes reset it.
 
 ",
     "Exit status:
