@@ -16,7 +16,7 @@ use crate::session;
 /// Arguments of `tether connect`.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// The WebSocket URL: ws://host[:port]/path or wss://...
+    /// The WebSocket URL: ws://host:port/path or wss://host/path (the port is optional).
     #[arg(value_name = "URL")]
     pub url: String,
     /// Offers a subprotocol (repeatable, most preferred first). With --listen-tcp the default
