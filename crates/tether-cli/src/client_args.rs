@@ -30,7 +30,8 @@ pub struct ClientArgs {
     /// Does not offer permessage-deflate compression.
     #[arg(long)]
     pub no_compression: bool,
-    /// Largest message accepted from the server, in bytes (K, M suffixes: 64K, 16M).
+    /// Largest message accepted from the server, and longest line read from stdin, in bytes
+    /// (K, M suffixes: 64K, 16M).
     #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "16M")]
     pub max_message_size: usize,
     /// Sends a ping after SECS without traffic from the server; gives up after three such

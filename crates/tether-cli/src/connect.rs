@@ -149,6 +149,36 @@ fn read_stdin(binary: bool, max_len: usize) -> mpsc::Receiver<Input> {
     rx
 }
 
+/// Ctrl-C (SIGINT), caught from the moment this is made.
+struct Interrupt {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interrupt {
+    fn new() -> Self {
+        Interrupt {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// Completes at the next Ctrl-C.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        match &mut self.signal {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// Writes one received message to stdout; `false` when stdout is gone.
 fn print_message(msg: &Message, format: BinaryFormat) -> bool {
     let mut out = std::io::stdout().lock();
@@ -175,6 +205,8 @@ fn print_message(msg: &Message, format: BinaryFormat) -> bool {
 
 /// Runs `tether connect URL` (without --listen-tcp).
 pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
+    // Listening from the start, so a Ctrl-C once connected always closes politely.
+    let mut interrupt = Interrupt::new();
     let builder = args.client.builder(&args.url, &args.subprotocols)?;
     let (ws, _response) = session::open(builder, &args.client, &args.url, "").await?;
     let interactive = std::io::stdin().is_terminal();
@@ -200,6 +232,13 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
                 () = count_reached.notified() => {
                     we_closed.store(true, Ordering::Relaxed);
                     let _ = writer.send(Message::Close(Some(close.clone()))).await;
+                    break;
+                }
+                // Ctrl-C leaves politely: close 1001 "going away", then the server's reply.
+                () = interrupt.recv() => {
+                    we_closed.store(true, Ordering::Relaxed);
+                    let frame = CloseFrame::new(CloseCode(1001), "interrupted");
+                    let _ = writer.send(Message::Close(Some(frame))).await;
                     break;
                 }
             };

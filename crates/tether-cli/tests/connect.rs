@@ -388,3 +388,29 @@ fn lines_longer_than_max_message_size_are_refused_not_buffered() {
         out.stderr
     );
 }
+
+#[test]
+fn ctrl_c_closes_with_1001_and_exits_0() {
+    let mut server = Recorder::start();
+    let mut command = tether();
+    command
+        .args(["connect", "-v", &server.url("/interrupted")])
+        .stdin(Stdio::piped());
+    let mut process = Process::spawn(command);
+    process.stderr_line("* connected");
+    let status = Command::new("kill")
+        .args(["-INT", &process.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    process.stderr_line("> frame close fin=1 rsv1=0 masked=1 len=13");
+    let stdin = process.child.stdin.take();
+    let out = process.wait();
+    drop(stdin);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let closed = server.next("closed");
+    assert_eq!(
+        (closed["code"].as_u64(), closed["reason"].as_str()),
+        (Some(1001), Some("interrupted"))
+    );
+}
