@@ -1,5 +1,6 @@
 //! The Tether gateway: one port serving pages, topic publish/subscribe over WebSocket, an echo
-//! route, an HTTP API (publish, topics, health, metrics), with TLS, auth and limits.
+//! route, WebSocket-to-TCP bridges, an HTTP API (publish, topics, health, metrics), with TLS,
+//! auth and limits.
 //!
 //! ```no_run
 //! use tether_gateway::{Gateway, GatewayConfig};

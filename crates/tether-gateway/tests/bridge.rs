@@ -203,7 +203,11 @@ async fn tokens_pick_the_target_within_the_allow_list_and_reload() {
     let outside = free_port().await;
     let path = token_file(
         "tokens",
-        &format!("# test tokens\ndesk-1: {echo}\nsneaky: 127.0.0.1:{outside}\n"),
+        &format!(
+            "# test tokens\ndesk-1: {echo}\nsneaky: 127.0.0.1:{outside}\n\
+             by-name: localhost:{}\nby-name-outside: localhost:{outside}\n",
+            echo.port()
+        ),
     );
     let gw = start(config_from(&format!(
         "[[routes]]\npath = \"/vnc\"\nkind = \"bridge\"\ntoken_file = {:?}\nallow = [\"127.0.0.1:{}\"]\n",
@@ -218,11 +222,15 @@ async fn tokens_pick_the_target_within_the_allow_list_and_reload() {
     let not_allowed = raw_upgrade(gw.addr, "/vnc/sneaky", offer).await;
     assert_eq!(not_allowed.status, 403);
     assert!(not_allowed.body.contains("not in the route's allow list"));
+    let not_allowed = raw_upgrade(gw.addr, "/vnc/by-name-outside", offer).await;
+    assert_eq!(not_allowed.status, 403);
     let missing = raw_upgrade(gw.addr, "/vnc", offer).await;
     assert_eq!(missing.status, 401);
     assert_eq!(raw_upgrade(gw.addr, "/vnc/a/b", offer).await.status, 404);
     // The token in the path, and in the query.
-    for target in ["/vnc/desk-1", "/vnc?token=desk-1"] {
+    // A host name passes by the addresses it resolves to (localhost's ::1 is not allowed:
+    // only 127.0.0.1 is tried).
+    for target in ["/vnc/desk-1", "/vnc?token=desk-1", "/vnc/by-name"] {
         let mut ws = bridge_client(gw.addr, target).await;
         ws.send(Message::binary(&b"RFB 003.008\n"[..]))
             .await
@@ -243,7 +251,7 @@ async fn tokens_pick_the_target_within_the_allow_list_and_reload() {
             &metrics,
             "tether_handshakes_refused_total{reason=\"bridge_target\"}"
         ),
-        4
+        5
     );
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     drop(ws); // an open client that is not polled would hold up the drain

@@ -99,52 +99,44 @@ impl fmt::Display for Target {
 
 /// The settings of a bridge route, flat in its `[[routes]]` table. Every key is optional
 /// here; config validation says which combinations work (errors name the key).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BridgeConfig {
     /// A fixed backend, `"host:port"`. Give this, or `token_file` and/or `jwt_claim`.
-    #[serde(default)]
     pub target: Option<String>,
     /// A file of `token: host:port` lines (`#` starts a comment line); the client names its
     /// token in the path (`/vnc/<token>`) or as `?token=`. Re-read when it changes; a bad
     /// edit keeps the last good tokens. Relative paths start at the config file's directory.
-    #[serde(default)]
     pub token_file: Option<PathBuf>,
     /// The claim holding `"host:port"` in a JWT verified with `[auth.jwt]`, given like a
     /// file token.
-    #[serde(default)]
     pub jwt_claim: Option<String>,
     /// Networks and ports every target must fall in: `"10.0.0.0/8:5900-5999"`,
     /// `"127.0.0.1:6379"`, `"[fd00::/8]:22"`, `"0.0.0.0/0:*"`. Required with tokens; with a
     /// fixed target, default: the target itself.
-    #[serde(default)]
     pub allow: Option<Vec<String>>,
     /// Time to resolve, connect to and (with TLS) handshake with the backend. Default 5 s.
-    #[serde(default, deserialize_with = "optional_duration")]
     pub connect_timeout: Option<Duration>,
     /// Bytes read from the backend at a time: the largest binary message sent to the client
     /// and the read buffer each session holds. Default 64 KiB, at most 16 MiB.
-    #[serde(default, deserialize_with = "optional_size")]
     pub read_buffer_size: Option<usize>,
     /// Speak TLS to the backend. Default `false`.
-    #[serde(default)]
     pub tls: Option<bool>,
     /// The name the backend's certificate must carry. Default: the target's host.
-    #[serde(default)]
     pub tls_server_name: Option<String>,
     /// PEM file of the CA certificates that sign the backend's certificate. Default: the
     /// webpki (Mozilla) roots.
-    #[serde(default)]
     pub tls_ca_file: Option<PathBuf>,
     /// `"v2"`: send a PROXY protocol v2 header with the client's address first.
-    #[serde(default)]
     pub proxy_protocol: Option<ProxyProtocol>,
 }
 
-fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(super) fn optional_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
     units::duration(d).map(Some)
 }
 
-fn optional_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+pub(super) fn optional_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
     units::size(d).map(Some)
 }
 
@@ -332,8 +324,14 @@ mod tests {
             "[[routes]]\npath = \"/b\"\nkind = \"bridge\"\ntarget = \"a:1\"\ntagret = \"b:2\"\n",
         )
         .unwrap_err();
-        assert_eq!(e.key, "routes[0]");
-        assert!(e.problem.contains("unknown field `tagret`"), "{e}");
+        assert_eq!(e.key, "routes[0].tagret");
+        assert!(
+            e.problem
+                .contains("unknown field `tagret`, expected one of"),
+            "{e}"
+        );
+        assert!(e.problem.contains("`token_file`"), "{e}");
+        assert_eq!(e.location, Some((5, 1)));
         let e = crate::config::GatewayConfig::from_toml(
             "[[routes]]\npath = \"/b\"\nkind = \"bridge\"\ntarget = \"a:1\"\nconnect_timeout = \"soon\"\n",
         )

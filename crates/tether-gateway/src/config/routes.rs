@@ -82,7 +82,7 @@ impl<'de> Deserialize<'de> for RouteKind {
 
 /// One `[[routes]]` entry: a path served by a WebSocket service.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "RouteTable")]
 pub struct RouteConfig {
     /// The request path, e.g. `"/ws"`; exact match, the query string is ignored.
     pub path: String,
@@ -99,8 +99,65 @@ pub struct RouteConfig {
     pub allowed_origins: Option<Vec<String>>,
     /// The keys of `kind = "bridge"` routes (`target`, `token_file`, `allow`, ...), flat in
     /// the table.
-    #[serde(flatten)]
     pub bridge: BridgeConfig,
+}
+
+/// A `[[routes]]` table as written: the keys of every kind side by side, so an unknown key
+/// is refused with its path, its line and the list of known keys (`serde(flatten)` would
+/// lose all three).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteTable {
+    path: String,
+    kind: RouteKind,
+    #[serde(default)]
+    subprotocols: Option<Vec<String>>,
+    #[serde(default)]
+    allowed_origins: Option<Vec<String>>,
+    // kind = "bridge": documented on BridgeConfig.
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    token_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    jwt_claim: Option<String>,
+    #[serde(default)]
+    allow: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "bridge::optional_duration")]
+    connect_timeout: Option<std::time::Duration>,
+    #[serde(default, deserialize_with = "bridge::optional_size")]
+    read_buffer_size: Option<usize>,
+    #[serde(default)]
+    tls: Option<bool>,
+    #[serde(default)]
+    tls_server_name: Option<String>,
+    #[serde(default)]
+    tls_ca_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    proxy_protocol: Option<bridge::ProxyProtocol>,
+}
+
+impl From<RouteTable> for RouteConfig {
+    fn from(t: RouteTable) -> Self {
+        RouteConfig {
+            path: t.path,
+            kind: t.kind,
+            subprotocols: t.subprotocols,
+            allowed_origins: t.allowed_origins,
+            bridge: BridgeConfig {
+                target: t.target,
+                token_file: t.token_file,
+                jwt_claim: t.jwt_claim,
+                allow: t.allow,
+                connect_timeout: t.connect_timeout,
+                read_buffer_size: t.read_buffer_size,
+                tls: t.tls,
+                tls_server_name: t.tls_server_name,
+                tls_ca_file: t.tls_ca_file,
+                proxy_protocol: t.proxy_protocol,
+            },
+        }
+    }
 }
 
 impl RouteConfig {
