@@ -38,6 +38,10 @@ pub struct ClientArgs {
     /// intervals without any.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub ping_interval: Option<Duration>,
+    /// Gives up when the connection (DNS, TCP, TLS and the WebSocket handshake) is not open
+    /// within SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, default_value = "30")]
+    pub connect_timeout: Duration,
     /// For wss: trusts the CA certificates in FILE (PEM) besides the system's web roots.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,

@@ -12,6 +12,7 @@
 mod client_args;
 mod connect;
 mod exit;
+mod help;
 mod listen_tcp;
 mod publish;
 mod session;
@@ -28,7 +29,7 @@ use tether_gateway::{Gateway, GatewayConfig, Overrides};
 /// Tether: a WebSocket gateway with pages, pub/sub, echo, TLS and an HTTP API on one port,
 /// and the clients to talk to it (or to any WebSocket server).
 #[derive(Debug, Parser)]
-#[command(name = "tether", version, after_long_help = MAIN_EXAMPLES)]
+#[command(name = "tether", version, after_long_help = help::MAIN_EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,85 +40,15 @@ enum Command {
     /// Run the gateway until Ctrl-C or SIGTERM, then close every connection gracefully.
     Serve(ServeArgs),
     /// Talk to a WebSocket server: stdin lines out as messages, messages in to stdout.
-    #[command(after_long_help = CONNECT_HELP)]
+    #[command(after_long_help = help::CONNECT_HELP)]
     Connect(connect::ConnectArgs),
     /// Publish messages to a topic of the gateway (tether.pubsub.v1).
-    #[command(name = "pub", after_long_help = PUB_HELP)]
+    #[command(name = "pub", after_long_help = help::PUB_HELP)]
     Pub(publish::PubArgs),
     /// Print the messages of topics, resuming after reconnects without gap or duplicate.
-    #[command(after_long_help = SUB_HELP)]
+    #[command(after_long_help = help::SUB_HELP)]
     Sub(sub::SubArgs),
 }
-
-const MAIN_EXAMPLES: &str = "\
-Examples:
-  tether serve                                   # gateway on http://127.0.0.1:8080/
-  tether connect ws://127.0.0.1:8080/echo        # type lines, see them echoed
-  tether sub ws://127.0.0.1:8080/ws 'stocks.*'   # follow topics
-  tether pub ws://127.0.0.1:8080/ws news.local '{\"headline\": \"hi\"}'
-
-Run `tether help COMMAND` for a command's options and examples.";
-
-const CONNECT_HELP: &str = concat!(
-    "\
-Examples:
-  tether connect ws://127.0.0.1:8080/echo
-  echo hello | tether connect ws://127.0.0.1:8080/echo          # prints hello, exits 0
-  printf '\\x00\\xff' | tether connect --binary ws://127.0.0.1:8080/echo   # prints 00ff
-  tether connect -v -H 'Cookie: session=1' --origin https://example.com wss://example.com/live
-  tether connect --subprotocol tether.pubsub.v1 ws://127.0.0.1:8080/ws
-  tether connect --listen-tcp 127.0.0.1:6380 ws://gateway:8080/bridge/redis
-      then: redis-cli -p 6380 PING
-
-When stdin is not a terminal, tether reads it to the end, sends --close (1000 by default),
-waits for the server's close and exits with a status that tells how the connection ended.
-Received text messages are printed one per line; binary ones as hex or base64
-(--show-binary). -v prints the handshake as sent and received, and every frame header on
-the wire (frames, not messages: a fragmented message shows each fragment; compressed ones
-show rsv1=1 and their compressed length).
-
---listen-tcp carries each TCP connection accepted on ADDR over its own WebSocket (binary
-messages, subprotocol \"binary\" unless --subprotocol is given), with flow control both
-ways. The client's EOF sends close 1000 and ends the session both ways (WebSocket has no
-half-close); the server's close 1000 ends the TCP connection with EOF, other codes reset it.
-
-",
-    "Exit status:
-  0  closed normally: the server closed with 1000 (normal) or 1001 (going away) or without
-     a code, or it answered the close that tether sent at the end of stdin
-  1  another error: unreadable --ca file, local I/O error, invalid input on stdin
-  2  usage error: unknown option, bad value
-  3  the server closed with another code (1008 policy, 1011 server error, 4000-4999...)
-  4  connection lost: closed without a closing handshake (1006), broken protocol, no answer
-     to pings within three --ping-interval, or no answer to our close in time
-  5  handshake refused: the server answered with an HTTP status other than 101 (printed
-     with the response body), or with an invalid handshake
-  6  cannot connect: the host name does not resolve, or no TCP connection to its addresses
-  7  TLS failed: certificate not trusted, expired or not valid for the host; or no TLS"
-);
-
-const PUB_HELP: &str = "\
-Examples:
-  tether pub ws://127.0.0.1:8080/ws news.local '{\"headline\": \"hello\"}'
-  tether pub ws://127.0.0.1:8080/ws news.local 'plain text goes as a JSON string'
-  seq 1 100 | tether pub --token \"$TOKEN\" ws://127.0.0.1:8080/ws counter.test
-
-Each message waits for the server's ack; refusals (forbidden, invalid_topic, too_large...)
-are printed with the message number, and the exit status is then 8. Other statuses as for
-`tether connect`: 5 refused handshake, 6 cannot connect, 7 TLS, 4 connection lost.";
-
-const SUB_HELP: &str = "\
-Examples:
-  tether sub ws://127.0.0.1:8080/ws news.local
-  tether sub --json ws://127.0.0.1:8080/ws 'stocks.*' scores.final
-  tether sub --since 8f3a1c0b2e7d4a51:42 -n 10 ws://127.0.0.1:8080/ws news.local
-
-One line per message: its data (a JSON string as its text); --json prints the whole
-envelope with topic, epoch and offset. After a lost connection tether reconnects with
-backoff (0.1 s doubling up to --max-backoff) and resumes every topic after the last message
-printed: no gap and no duplicate while the gateway's history reaches back (gaps and reset
-histories are reported on stderr). A refused handshake (4xx) or subscribe is not retried:
-exit 5 or 8.";
 
 #[derive(Debug, Args)]
 struct ServeArgs {
@@ -298,18 +229,6 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn connect_help_documents_every_exit_status() {
-        use exit::Status::*;
-        for status in [
-            Normal, Other, Usage, CloseCode, Abnormal, Refused, Connect, Tls,
-        ] {
-            let row = format!("\n  {}  ", status as u8);
-            assert!(CONNECT_HELP.contains(&row), "{status:?} missing");
-        }
-        assert!(PUB_HELP.contains("exit status is then 8"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tether::{ClientBuilder, MaybeTlsStream, Response, WebSocket};
 use tokio::net::TcpStream;
 
 use crate::client_args::ClientArgs;
-use crate::exit::Failure;
+use crate::exit::{Failure, Status};
 
 /// The transport of every client connection.
 pub type Transport = Traced<MaybeTlsStream<TcpStream>>;
@@ -61,19 +61,32 @@ pub async fn open(
     if args.verbose {
         eprintln!("{prefix}* connecting to {url}");
     }
-    let transport = builder
-        .open_transport()
-        .await
-        .map_err(|e| Failure::from_error(&e, url))?;
-    let traced = if args.verbose {
-        Traced::new(transport, printer(prefix.to_string()))
-    } else {
-        Traced::new(transport, |_| {})
+    let opening = async {
+        let transport = builder
+            .open_transport()
+            .await
+            .map_err(|e| Failure::from_error(&e, url))?;
+        let traced = if args.verbose {
+            Traced::new(transport, printer(prefix.to_string()))
+        } else {
+            Traced::new(transport, |_| {})
+        };
+        builder
+            .connect_on(traced)
+            .await
+            .map_err(|e| Failure::from_error(&e, url))
     };
-    let (mut ws, response) = builder
-        .connect_on(traced)
+    let (mut ws, response) = tokio::time::timeout(args.connect_timeout, opening)
         .await
-        .map_err(|e| Failure::from_error(&e, url))?;
+        .map_err(|_| {
+            Failure::new(
+                Status::Connect,
+                format!(
+                    "{url}: the connection was not open after {:.1} s\n  try: check the address, or a longer --connect-timeout",
+                    args.connect_timeout.as_secs_f64()
+                ),
+            )
+        })??;
     if args.verbose {
         let negotiated = ws.negotiated();
         eprintln!(

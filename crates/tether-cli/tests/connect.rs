@@ -414,3 +414,33 @@ fn ctrl_c_closes_with_1001_and_exits_0() {
         (Some(1001), Some("interrupted"))
     );
 }
+
+#[test]
+fn a_server_that_never_answers_the_handshake_times_out_with_exit_6() {
+    // Accepts TCP and reads, never answers: the handshake waits until --connect-timeout.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut tcp, &mut sink);
+    });
+    let out = run(
+        &[
+            "connect",
+            "--connect-timeout",
+            "0.3",
+            &format!("ws://{addr}/"),
+        ],
+        b"",
+    );
+    assert_eq!(out.code(), 6, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("the connection was not open after 0.3 s"),
+        "{}",
+        out.stderr
+    );
+    // Our side closed: the silent server's read ends.
+    silent.join().unwrap();
+}
