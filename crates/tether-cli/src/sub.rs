@@ -161,14 +161,11 @@ async fn session(args: &SubArgs, resume: &mut Resume, printed: &mut u64) -> Resu
             Ok(ServerMessage::Ack(ack)) => {
                 resume.on_ack(&ack);
                 pending_acks = pending_acks.saturating_sub(1);
-                if let (Some(RequestId::Number(i)), Some(topics)) = (&ack.id, &ack.topics) {
-                    for (topic, status) in topics {
-                        if status.recovered == Some(false) {
-                            eprintln!(
-                                "tether: {}: history since the last position is gone ({topic}); some messages are lost",
-                                args.topics.get(*i as usize).map_or("?", String::as_str)
-                            );
-                        }
+                for (topic, status) in ack.topics.iter().flatten() {
+                    if status.recovered == Some(false) {
+                        eprintln!(
+                            "tether: {topic}: history since the last position is gone (the server restarted, or it expired); messages may be missing"
+                        );
                     }
                 }
             }

@@ -243,3 +243,62 @@ fn pub_waits_for_acks_reports_refusals_and_sub_reads_history_since_a_position() 
     assert_eq!(out.code(), 5, "{out:?}");
     assert!(out.stderr.contains("tether.pubsub.v1"), "{}", out.stderr);
 }
+
+/// A gateway that keeps history in memory loses it on restart: `sub` reconnects, learns from
+/// the ack that its position is gone (recovered: false), says so, and goes on with the new
+/// epoch's messages.
+#[test]
+fn sub_reports_a_reset_history_after_a_gateway_restart_and_goes_on() {
+    let serve = Serve::start(None);
+    let listen = serve.addr.to_string();
+    let url = serve.url("/ws");
+    let topic = "test.restart";
+    let out = run(&["pub", "--print-position", &url, topic, "\"before\""], b"");
+    assert_eq!(out.code(), 0, "{out:?}");
+    let epoch = out
+        .stdout
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .strip_suffix(":1")
+        .unwrap()
+        .to_string();
+
+    let mut command = tether();
+    command
+        .args([
+            "sub",
+            "--json",
+            "-n",
+            "2",
+            "--since",
+            &format!("{epoch}:0"),
+            &url,
+            topic,
+        ])
+        .stdin(Stdio::null());
+    let mut sub = Process::spawn(command);
+    let first: Value = serde_json::from_str(&sub.stdout_line()).unwrap();
+    assert_eq!(
+        (first["offset"].as_u64(), first["data"].as_str()),
+        (Some(1), Some("before"))
+    );
+
+    serve.stop();
+    sub.stderr_line("the server closed the connection with 1001");
+    let serve = Serve::start_at(&listen);
+    // The sub is back once the ack told it the old position is gone.
+    sub.stderr_line("history since the last position is gone");
+    let out = run(&["pub", &url, topic, "\"after\""], b"");
+    assert_eq!(out.code(), 0, "{out:?}");
+    let second: Value = serde_json::from_str(&sub.stdout_line()).unwrap();
+    assert_eq!(
+        (second["offset"].as_u64(), second["data"].as_str()),
+        (Some(1), Some("after"))
+    );
+    assert_ne!(second["epoch"], first["epoch"]);
+    sub.stderr_line(&format!("{topic}: history was reset (epoch {epoch} is now"));
+    let out = sub.wait();
+    assert_eq!(out.code(), 0, "{out:?}");
+    drop(serve);
+}

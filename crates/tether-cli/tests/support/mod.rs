@@ -181,11 +181,20 @@ impl Serve {
         Serve::start_with(config, &[]).0
     }
 
+    /// On `listen` (to restart a gateway where it was).
+    pub fn start_at(listen: &str) -> Serve {
+        Serve::start_on(listen, None, &[]).0
+    }
+
     /// With more `serve` arguments; also returns the TLS address when `--tls-listen` is set.
     pub fn start_with(config: Option<&str>, args: &[&str]) -> (Serve, Option<SocketAddr>) {
+        Serve::start_on("127.0.0.1:0", config, args)
+    }
+
+    fn start_on(listen: &str, config: Option<&str>, args: &[&str]) -> (Serve, Option<SocketAddr>) {
         let mut command = tether();
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--no-demo"])
+            .args(["serve", "--listen", listen, "--no-demo"])
             .args(args)
             .stdin(Stdio::null());
         if let Some(text) = config {
@@ -218,6 +227,17 @@ impl Serve {
 
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{path}", self.addr)
+    }
+
+    /// Stops it with SIGTERM (graceful: clients get close 1001) and waits for the exit.
+    pub fn stop(self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.process.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = self.process.wait();
+        assert_eq!(out.code(), 0, "{out:?}");
     }
 }
 
