@@ -124,7 +124,7 @@ fn read_stdin(binary: bool, max_len: usize) -> mpsc::Receiver<Input> {
                                 line.pop();
                             }
                         }
-                        if line.len() > max_len || (!complete && line.len() > max_len) {
+                        if line.len() > max_len {
                             Input::Invalid(format!(
                                 "line {line_number} is longer than --max-message-size ({max_len} bytes)"
                             ))

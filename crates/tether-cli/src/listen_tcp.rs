@@ -94,10 +94,16 @@ async fn carry(
         loop {
             buf.reserve(CHUNK);
             match tcp_rx.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => {
+                Ok(0) => {
                     let _ = ws_tx
                         .send(Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))))
                         .await;
+                    return;
+                }
+                Err(_) => {
+                    // RFC 6455 §7.4.1: 1001, "an endpoint is going away".
+                    let frame = CloseFrame::new(CloseCode(1001), "tcp client reset");
+                    let _ = ws_tx.send(Message::Close(Some(frame))).await;
                     return;
                 }
                 Ok(_) => {

@@ -21,7 +21,8 @@ pub enum Error {
     Handshake(HandshakeError),
     /// The application refused the opening handshake with this status.
     Rejected(u16),
-    /// The server's answer to our opening handshake failed a check.
+    /// The server's answer to our opening handshake failed a check. (A status other than 101
+    /// is [`Error::HandshakeRefused`] instead, with the response's body.)
     ClientHandshake(ClientHandshakeError),
     /// The transport closed before the closing handshake finished (close code 1006).
     AbnormalClosure,
