@@ -210,6 +210,38 @@ mod tests {
     }
 
     #[test]
+    fn dns_and_connect_failures_name_the_host_and_addresses() {
+        let e = Error::Resolve {
+            host: "nowhere.invalid".into(),
+            source: std::io::Error::other("Name or service not known"),
+        };
+        let failure = Failure::from_error(&e, "ws://nowhere.invalid/");
+        assert_eq!(failure.status, Status::Connect);
+        assert!(
+            failure
+                .message
+                .starts_with("cannot resolve host \"nowhere.invalid\" (ws://nowhere.invalid/): Name or service not known"),
+            "{}",
+            failure.message
+        );
+        let e = Error::Connect {
+            host: "localhost".into(),
+            port: 9,
+            tried: vec!["[::1]:9".parse().unwrap(), "127.0.0.1:9".parse().unwrap()],
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        let failure = Failure::from_error(&e, "ws://localhost:9/");
+        assert_eq!(failure.status, Status::Connect);
+        assert!(
+            failure
+                .message
+                .starts_with("cannot connect to localhost:9 (tried [::1]:9, 127.0.0.1:9): "),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[test]
     fn tls_failures_name_the_check() {
         let e = Error::Tls(rustls::Error::InvalidCertificate(
             CertificateError::UnknownIssuer,
