@@ -310,7 +310,15 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
             Status::Abnormal,
             "the server did not answer the closing handshake in time",
         )),
-        Err(failure) if failure.status == Status::Normal => Ok(()),
+        Err(failure) if failure.status == Status::Normal => {
+            // Nobody reads stdout any more (`| head -1`): close 1001 "going away", and read
+            // (and drop) what comes until the server's reply, within the close timeout.
+            let frame = CloseFrame::new(CloseCode(1001), "stdout closed");
+            if writer.send(Message::Close(Some(frame))).await.is_ok() {
+                while let Some(Ok(_)) = reader.next().await {}
+            }
+            Ok(())
+        }
         Err(failure) => Err(failure),
     }
 }

@@ -437,3 +437,47 @@ fn a_server_that_never_answers_the_handshake_times_out_with_exit_6() {
     // Our side closed: the silent server's read ends.
     silent.join().unwrap();
 }
+
+#[test]
+fn a_closed_stdout_closes_with_1001_and_exits_0() {
+    use std::io::{BufRead, BufReader, Write};
+
+    /// Kills the child (by PID) if the test ends early.
+    struct Guard(Option<std::process::Child>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(child) = &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    let mut server = Recorder::start();
+    let mut guard = Guard(Some(
+        tether()
+            .args(["connect", &server.url("/head")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = guard.0.as_mut().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdin.write_all(b"first\n").unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "first\n");
+    // Like `| head -1`: the reader goes away, then another message arrives.
+    drop(stdout);
+    stdin.write_all(b"second\n").unwrap();
+    let closed = server.next("closed");
+    assert_eq!(
+        (closed["code"].as_u64(), closed["reason"].as_str()),
+        (Some(1001), Some("stdout closed"))
+    );
+    let out = guard.0.take().unwrap().wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
