@@ -107,8 +107,9 @@ pub(crate) fn find<'r>(routes: &'r [Route], path: &str) -> Option<&'r Route> {
 /// Answers an upgrade request for `route`: `101` and a session task, or the refusal.
 ///
 /// Checks in order: the handshake itself (400, 426, 431) and the Origin (403), a bridge's
-/// subprotocol (400), shutdown in progress (503), the token (401) or a bridge's token and
-/// target (401, 403, 404), the connection limits (503).
+/// subprotocol (400), shutdown in progress (503), the token (401, not on bridge routes whose
+/// tokens pick the target), the connection limits (503), a bridge's token and target (401,
+/// 403, 404).
 pub(crate) async fn upgrade<B>(
     state: &Arc<State>,
     route: &Route,
@@ -155,6 +156,14 @@ pub(crate) async fn upgrade<B>(
             );
         }
     };
+    let permit = match state.limiter.try_acquire(peer.ip()) {
+        Ok(permit) => permit,
+        Err(why) => {
+            tracing::debug!(%peer, "connection limit reached: {why:?}");
+            return refuse(why, response::unavailable("too many connections"));
+        }
+    };
+    // After the limits, so one client's handshakes cannot run unbounded DNS lookups.
     let admitted = match &route.bridge {
         None => None,
         Some(bridge) => {
@@ -163,13 +172,6 @@ pub(crate) async fn upgrade<B>(
                 Ok(admitted) => Some((bridge.clone(), admitted)),
                 Err((why, refusal)) => return refuse(why, refusal),
             }
-        }
-    };
-    let permit = match state.limiter.try_acquire(peer.ip()) {
-        Ok(permit) => permit,
-        Err(why) => {
-            tracing::debug!(%peer, "connection limit reached: {why:?}");
-            return refuse(why, response::unavailable("too many connections"));
         }
     };
     let kind = route.kind;

@@ -1,15 +1,19 @@
 //! One bridge session: connect to the backend, then copy bytes both ways until either side
 //! ends, and close the other side with a code that says which and why.
 //!
-//! | what happened                          | WebSocket close                          | TCP        |
-//! |----------------------------------------|------------------------------------------|------------|
-//! | backend unreachable (DNS, refused, timeout, TLS) | 1011 `backend unreachable`      | -          |
-//! | backend sent EOF                       | 1000 `backend closed the connection`     | dropped    |
-//! | backend reset / read or write failed   | 1014 `backend connection reset` / `failed` | dropped  |
-//! | client sent close                      | (the engine's reply)                     | shutdown, dropped |
-//! | client sent a text message             | 1003 `binary messages only`              | shutdown, dropped |
-//! | client vanished / broke the protocol   | (the engine's, if any)                   | shutdown, dropped |
-//! | gateway shutdown                       | 1001 `server shutting down`              | shutdown, dropped |
+//! | what happened                                   | the client gets                               |
+//! |-------------------------------------------------|-----------------------------------------------|
+//! | backend unreachable (DNS, refused, timeout, TLS) | 1011 `backend unreachable` (details: the log) |
+//! | backend sent EOF                                | 1000 `backend closed the connection`          |
+//! | backend reset                                   | 1014 `backend connection reset`               |
+//! | other backend read or write error               | 1014 `backend connection failed`              |
+//! | client sent close                               | the engine's reply (RFC 6455 §5.5.1)          |
+//! | client sent a text message                      | 1003 `this bridge carries binary messages only` |
+//! | client vanished or broke the protocol           | the engine's close, if any                    |
+//! | gateway shutdown                                | 1001 `server shutting down`                   |
+//!
+//! Once connected, every ending shuts the backend's write side down (it reads EOF) and drops
+//! the connection; messages arriving after the first side ended are discarded.
 //!
 //! Flow control: each direction moves one chunk at a time and waits for it to be taken.
 //! Client to backend: the next WebSocket message is read only once the previous one is
