@@ -194,7 +194,10 @@ mod tests {
         assert_eq!(route.validate().unwrap_err().0, "subprotocols");
         route.subprotocols = None;
         assert_eq!(route.validate(), Ok(()));
-        assert!(route.effective_subprotocols().is_empty());
+        assert_eq!(
+            route.effective_subprotocols(),
+            vec![crate::inspect::SUBPROTOCOL.to_string()]
+        );
         assert_eq!(
             RouteConfig::new("/ws", RouteKind::Pubsub).effective_subprotocols(),
             vec![SUBPROTOCOL.to_string()]

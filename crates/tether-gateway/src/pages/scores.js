@@ -52,10 +52,11 @@ function show(msg) {
     void entry.card.offsetWidth;
     entry.card.classList.add("goal");
   }
-  if (last && (goal || c.status !== last.status) && !msg.replayed) {
+  // The first card of a match tells its latest event; later ones, goals and whistles.
+  if (!last || goal || c.status !== last.status) {
     const line = el("li", { class: "in" }, el("span", { class: "dir" }, goal ? "⚽" : "•"),
       el("span", { class: "what" }, `${c.home} ${c.home_score} – ${c.away_score} ${c.away}: ${c.last_event}`),
-      el("span", { class: "src" }, clock(msg.ts)));
+      el("span", { class: "src" }, clock(c.time || msg.ts)));
     $("events").prepend(line);
     while ($("events").children.length > 50) $("events").lastChild.remove();
   }

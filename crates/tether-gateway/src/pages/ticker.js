@@ -25,7 +25,7 @@ function sparkline(values, width, height, label) {
   const min = Math.min(...values);
   const max = Math.max(...values);
   const span = max - min || 1;
-  const x = (i) => (i / (POINTS - 1)) * (width - 4) + 2;
+  const x = (i) => (i / (values.length - 1)) * (width - 4) + 2;
   const y = (v) => height - 3 - ((v - min) / span) * (height - 6);
   const points = values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
   const rising = values[values.length - 1] >= values[0];
