@@ -23,7 +23,7 @@
 //!                 /healthz /metrics /api/* ──> api ──> hub.publish / hub.topics
 //!                 upgrade to a route path ──> websocket: handshake, Origin, token, limits
 //!                                               ──> pubsub: hub.serve | echo
-//!                 anything else ──> static_files (built-in page or a directory)
+//!                 anything else ──> static_files (built-in pages or a directory)
 //! ```
 //!
 //! Every task is tracked; on shutdown the gateway stops accepting, WebSocket sessions send close
@@ -42,7 +42,7 @@ pub mod inspect;
 mod limiter;
 mod metered;
 mod metrics;
-pub mod pages;
+mod pages;
 pub mod protocol;
 mod request;
 mod response;

@@ -10,6 +10,10 @@
 //! | `/tether.js` | The browser client of `tether.pubsub.v1` (also served beside a static root) |
 //! | `/assets/...` | The pages' style sheet and scripts |
 //!
+//! The chat and game pages publish to `chat.*` and `game.*`. With no `[auth]` configured (the
+//! default of `tether serve`) everyone may publish anywhere; with auth on, list those patterns
+//! under `[auth.anonymous] publish` for the pages to work without a token.
+//!
 //! Every file is answered with `Cache-Control: no-cache` and a strong `ETag` of its bytes, so a
 //! browser revalidates (a cheap `304`) and never runs a page from an older binary.
 
@@ -67,11 +71,6 @@ pub(crate) const CLIENT_PATH: &str = "/tether.js";
 pub(crate) fn find(path: &str) -> Option<usize> {
     ASSETS.iter().position(|a| a.path == path)
 }
-
-/// Topic patterns the built-in pages publish to. With no `[auth]` configured (the default of
-/// `tether serve`) everyone may publish anywhere; with auth on, give anonymous clients these
-/// patterns in `[auth.anonymous] publish` to let the pages work.
-pub const PAGE_TOPICS: &[&str] = &["chat.*", "game.*"];
 
 /// Gives the pages' topics their policies unless the config has some: the chat keeps its last
 /// 200 messages for an hour (a page that opens late shows the conversation), the game board

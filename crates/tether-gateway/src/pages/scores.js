@@ -54,7 +54,7 @@ function show(msg) {
   }
   // The first card of a match tells its latest event; later ones, goals and whistles.
   if (!last || goal || c.status !== last.status) {
-    const line = el("li", { class: "in" }, el("span", { class: "dir" }, goal ? "⚽" : "•"),
+    const line = el("li", { class: goal ? "in" : "sys" }, el("span", { class: "dir", "aria-hidden": "true" }, goal ? "●" : "•"),
       el("span", { class: "what" }, `${c.home} ${c.home_score} – ${c.away_score} ${c.away}: ${c.last_event}`),
       el("span", { class: "src" }, clock(c.time || msg.ts)));
     $("events").prepend(line);
