@@ -153,11 +153,6 @@ export class TetherClient extends EventTarget {
     else this.#setState("closed", { code, reason });
   }
 
-  /** Drops the connection as a network failure would, to reconnect and resume (for tests). */
-  drop() {
-    if (this.socket && this.socket.readyState <= 1) this.socket.close(4001, "dropped by the page");
-  }
-
   #setState(state, detail = {}) {
     this.state = state;
     this.dispatchEvent(new CustomEvent("state", { detail: { state, ...detail } }));
