@@ -6,7 +6,8 @@
 #
 # Installs what it needs on first use: kosoku and Python's websockets in .venv-conformance
 # (scripts/setup-conformance.sh), Node's ws for the gateway's peer tests (npm ci in
-# crates/tether-gateway/tests/peers), and cargo-fuzz (scripts/fuzz-smoke.sh). Autobahn reports
+# crates/tether-gateway/tests/peers), playwright-core for the browser tests (npm ci in
+# tests/browser; Chromium itself is Debian's, installed by .ci/run), and cargo-fuzz (scripts/fuzz-smoke.sh). Autobahn reports
 # go to target/autobahn/{server,client,gateway}/.
 #
 # Environment: FUZZ_SECONDS (per fuzz target, default 15).
@@ -45,6 +46,11 @@ if command -v npm >/dev/null && ! [ -f "$peers/node_modules/ws/package.json" ]; 
     section "install the Node test peers"
     (cd "$peers" && npm ci --no-audit --no-fund)
 fi
+# The pages' tests (tests/browser): playwright-core and ws; Chromium comes from Debian (.ci/run).
+if command -v npm >/dev/null && ! [ -f tests/browser/node_modules/playwright-core/package.json ]; then
+    section "install the browser tests' packages"
+    (cd tests/browser && npm ci --no-audit --no-fund)
+fi
 
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
@@ -56,6 +62,13 @@ stage "fuzz targets (smoke)" bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-15}"
 section "build release examples and the tether binary for Autobahn"
 # target flags apply to every -p: name both kinds so the tether binary is built too
 cargo build --release -p tether -p tether-cli --bins --examples
+
+# tether.js unit tests (node --test, ws) and the built-in pages in headless Chromium
+# (playwright-core driving /usr/bin/chromium or $CHROMIUM), against target/release/tether.
+# They write docs/screenshots/*.png.
+stage "tether.js and the pages in headless Chromium (tests/browser)" \
+    env TETHER_BIN="$PWD/target/release/tether" \
+    bash -c 'cd tests/browser && node --test client.test.mjs pages.test.mjs'
 
 stage "Autobahn TestSuite: tether as server (examples/echo_server)" \
     python3 scripts/autobahn.py server \

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::shutdown::Tasks;
 use crate::static_files::StaticFiles;
 use crate::websocket::Route;
-use crate::{connection, demo, tls};
+use crate::{connection, demo, pages, tls};
 
 /// Why the gateway cannot start.
 #[derive(Debug)]
@@ -111,6 +111,9 @@ impl Gateway {
         config.validate()?;
         if config.demo {
             demo::add_topic_policies(&mut config.hub);
+        }
+        if config.static_files.root.is_none() {
+            pages::add_topic_policies(&mut config.hub);
         }
         let auth = Authenticator::new(&config.auth)?;
         let statics = StaticFiles::new(&config.static_files)?;

@@ -9,11 +9,11 @@ use tether::AcceptOptions;
 
 use crate::bridge::{self, BridgeRoute};
 use crate::config::{RouteConfig, RouteKind};
-use crate::echo;
 use crate::metrics::Refusal;
 use crate::request::bearer_token;
 use crate::response::{self, Body};
 use crate::server::State;
+use crate::{echo, inspect};
 
 /// A WebSocket route, ready to accept.
 pub(crate) struct Route {
@@ -175,6 +175,10 @@ pub(crate) async fn upgrade<B>(
         }
     };
     let kind = route.kind;
+    let inspected = match kind {
+        RouteKind::Echo => inspect::Handshake::of(&req, &response, peer, &route.connection_config),
+        _ => None,
+    };
     let session_state = state.clone();
     state.tasks.spawn(async move {
         let state = session_state;
@@ -193,7 +197,10 @@ pub(crate) async fn upgrade<B>(
         let shutdown = state.tasks.shutdown_signal();
         match kind {
             RouteKind::Pubsub => state.hub.serve(ws, permissions, shutdown).await,
-            RouteKind::Echo => echo::serve(ws, shutdown, &state.metrics).await,
+            RouteKind::Echo => match inspected {
+                Some(handshake) => inspect::serve(ws, handshake, shutdown, &state.metrics).await,
+                None => echo::serve(ws, shutdown, &state.metrics).await,
+            },
             RouteKind::Bridge => {
                 if let Some((bridge, admitted)) = admitted {
                     let close_timeout = state.limits.close_timeout;

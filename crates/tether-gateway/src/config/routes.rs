@@ -60,7 +60,7 @@ impl RouteKind {
     pub fn default_subprotocols(self) -> Vec<String> {
         match self {
             RouteKind::Pubsub => vec![SUBPROTOCOL.to_string()],
-            RouteKind::Echo => Vec::new(),
+            RouteKind::Echo => vec![crate::inspect::SUBPROTOCOL.to_string()],
             RouteKind::Bridge => vec![BINARY_SUBPROTOCOL.to_string()],
         }
     }
@@ -89,7 +89,8 @@ pub struct RouteConfig {
     /// The service behind the path.
     pub kind: RouteKind,
     /// Subprotocols the route speaks, most preferred first. Default: the kind's own
-    /// (`["tether.pubsub.v1"]` for pubsub, none for echo). A client that offers none of them
+    /// (`["tether.pubsub.v1"]` for pubsub, `["tether.inspect.v1"]` for echo, which adds the
+    /// server's reports to the echo: [`crate::inspect`]). A client that offers none of them
     /// is still accepted, without a subprotocol.
     #[serde(default)]
     pub subprotocols: Option<Vec<String>>,
@@ -270,7 +271,10 @@ mod tests {
         assert_eq!(route.validate().unwrap_err().0, "subprotocols");
         route.subprotocols = None;
         assert_eq!(route.validate(), Ok(()));
-        assert!(route.effective_subprotocols().is_empty());
+        assert_eq!(
+            route.effective_subprotocols(),
+            vec![crate::inspect::SUBPROTOCOL.to_string()]
+        );
         assert_eq!(
             RouteConfig::new("/ws", RouteKind::Pubsub).effective_subprotocols(),
             vec![SUBPROTOCOL.to_string()]
