@@ -2,10 +2,11 @@
 //! read into [`GatewayConfig`] and checked before anything starts.
 //!
 //! Errors name the key and the problem, e.g. `routes[1].kind: unknown kind "foo", expected
-//! pubsub or echo (line 9, column 8)`.
+//! pubsub, echo or proxy (line 9, column 8)`.
 
 mod auth;
 mod limits;
+pub mod proxy;
 mod routes;
 pub mod units;
 
@@ -253,6 +254,11 @@ impl GatewayConfig {
         if let Some(tls) = self.tls.as_mut() {
             resolve(&mut tls.cert);
             resolve(&mut tls.key);
+        }
+        for route in &mut self.routes {
+            if let Some(ca) = route.upstream_ca_file.as_mut() {
+                resolve(ca);
+            }
         }
         if let Some(key) = self
             .auth

@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::metered::Metered;
 use crate::metrics::Refusal;
+use crate::proxy::ClientScheme;
 use crate::routes;
 use crate::server::State;
 use crate::shutdown::signalled;
@@ -28,11 +29,11 @@ pub(crate) async fn serve(
     let _open = state.metrics.connection();
     let _ = tcp.set_nodelay(true);
     match tls {
-        None => serve_http(state, tcp, peer).await,
+        None => serve_http(state, tcp, peer, false).await,
         Some(acceptor) => {
             let timeout = state.limits.handshake_timeout;
             match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_http(state, stream, peer).await,
+                Ok(Ok(stream)) => serve_http(state, stream, peer, true).await,
                 Ok(Err(e)) => {
                     state.metrics.refused(Refusal::Tls);
                     tracing::debug!(%peer, "TLS handshake failed: {e}");
@@ -47,7 +48,8 @@ pub(crate) async fn serve(
 }
 
 /// HTTP/1.1 on `io` until it ends; on shutdown, finishes the request in flight and closes.
-async fn serve_http<S>(state: Arc<State>, io: S, peer: SocketAddr)
+/// `secure`: `io` is TLS (said to proxied upstreams in `X-Forwarded-Proto`).
+async fn serve_http<S>(state: Arc<State>, io: S, peer: SocketAddr, secure: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -65,8 +67,9 @@ where
     let service_state = state.clone();
     let served = Arc::new(AtomicBool::new(false));
     let served_flag = served.clone();
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         served_flag.store(true, Ordering::Relaxed);
+        req.extensions_mut().insert(ClientScheme { secure });
         routes::handle(service_state.clone(), req, peer)
     });
     let connection = builder.serve_connection(io, service).with_upgrades();

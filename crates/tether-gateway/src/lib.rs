@@ -41,6 +41,7 @@ mod limiter;
 mod metered;
 mod metrics;
 pub mod protocol;
+mod proxy;
 mod request;
 mod response;
 mod routes;

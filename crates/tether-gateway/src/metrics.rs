@@ -92,6 +92,8 @@ pub(crate) struct Metrics {
     bytes_out: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
     routes: Vec<(RouteKind, RouteCounters)>,
+    /// The proxy routes' upstream counters.
+    pub(crate) proxy: crate::proxy::ProxyMetrics,
 }
 
 impl Metrics {
@@ -108,6 +110,7 @@ impl Metrics {
                 .filter_map(|n| RouteKind::from_name(n))
                 .map(|k| (k, RouteCounters::default()))
                 .collect(),
+            proxy: Default::default(),
         }
     }
 
@@ -255,6 +258,7 @@ impl Metrics {
             "Bytes sent on all connections (before TLS encryption).",
             &one(load(&self.bytes_out)),
         );
+        self.proxy.render(out);
     }
 }
 

@@ -130,8 +130,13 @@ impl Gateway {
         let routes = config
             .routes
             .iter()
-            .map(|r| Route::new(r, config.allowed_origins.as_ref(), &connection_config))
-            .collect();
+            .enumerate()
+            .map(|(i, r)| {
+                Route::new(r, config.allowed_origins.as_ref(), &connection_config).map_err(
+                    |(key, problem)| ConfigError::new(format!("routes[{i}].{key}"), problem),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let state = State {
             hub: Hub::new(config.hub.clone()),
             metrics: Arc::new(Metrics::new()),

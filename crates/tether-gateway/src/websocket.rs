@@ -7,9 +7,13 @@ use std::sync::Arc;
 use http::Request;
 use tether::AcceptOptions;
 
+use crate::config::proxy::ProxySettings;
 use crate::config::{RouteConfig, RouteKind};
 use crate::echo;
+use crate::hub::Permissions;
+use crate::limiter::Permit;
 use crate::metrics::Refusal;
+use crate::proxy::Upstream;
 use crate::request::bearer_token;
 use crate::response::{self, Body};
 use crate::server::State;
@@ -26,16 +30,19 @@ pub(crate) struct Route {
     pub(crate) options: AcceptOptions,
     /// The engine settings of this route's connections.
     pub(crate) connection_config: tether::Config,
+    /// The upstream of a proxy route.
+    pub(crate) upstream: Option<Arc<Upstream>>,
 }
 
 impl Route {
     /// The route of `config`; `default_origins` applies when the route names none, and
-    /// `connection_config` holds the gateway-wide engine limits.
+    /// `connection_config` holds the gateway-wide engine limits. Errors (a proxy route's
+    /// certificate file) name the key below `routes[i]`.
     pub(crate) fn new(
         config: &RouteConfig,
         default_origins: Option<&Vec<String>>,
         connection_config: &tether::Config,
-    ) -> Self {
+    ) -> Result<Self, (&'static str, String)> {
         let mut connection_config = connection_config.clone();
         if config.kind == RouteKind::Pubsub {
             if let Some(deflate) = connection_config.deflate.as_mut() {
@@ -47,7 +54,11 @@ impl Route {
                 deflate.server_no_context_takeover = true;
             }
         }
-        Route {
+        let upstream = match ProxySettings::of(config) {
+            Some(settings) => Some(Arc::new(Upstream::new(&settings)?)),
+            None => None,
+        };
+        Ok(Route {
             path: config.path.clone(),
             prefix: config.kind.matches_prefix(),
             kind: config.kind,
@@ -60,7 +71,8 @@ impl Route {
                 extra_headers: Vec::new(),
             },
             connection_config,
-        }
+            upstream,
+        })
     }
 }
 
@@ -117,29 +129,9 @@ pub(crate) fn upgrade<B>(
                 return refuse(Refusal::of(&e), tether::upgrade::error_response(&e));
             }
         };
-    if state.tasks.is_shutting_down() {
-        return refuse(
-            Refusal::ShuttingDown,
-            response::unavailable("the server is shutting down"),
-        );
-    }
-    let token = bearer_token(req.headers(), req.uri().query());
-    let permissions = match state.auth.authenticate(token.as_deref()) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::debug!(%peer, path = %route.path, "unauthorized: {e}");
-            return refuse(
-                Refusal::Unauthorized,
-                response::unauthorized(&e, token.is_some()),
-            );
-        }
-    };
-    let permit = match state.limiter.try_acquire(peer.ip()) {
-        Ok(permit) => permit,
-        Err(why) => {
-            tracing::debug!(%peer, "connection limit reached: {why:?}");
-            return refuse(why, response::unavailable("too many connections"));
-        }
+    let (permissions, permit) = match admit(state, route, &req, peer) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return *refusal,
     };
     let kind = route.kind;
     let session_state = state.clone();
@@ -161,9 +153,50 @@ pub(crate) fn upgrade<B>(
         match kind {
             RouteKind::Pubsub => state.hub.serve(ws, permissions, shutdown).await,
             RouteKind::Echo => echo::serve(ws, shutdown, &state.metrics).await,
+            // Proxy routes upgrade in `crate::proxy`, which answers only after the upstream.
+            RouteKind::Proxy => tracing::error!("proxy route upgraded as a local service"),
         }
     });
     response
+}
+
+/// The checks every route makes after the handshake itself: shutdown in progress (503), the
+/// token (401), the connection limits (503). On success, the client's permissions and its
+/// connection permit; else the refusal to send (and counted).
+pub(crate) fn admit<B>(
+    state: &Arc<State>,
+    route: &Route,
+    req: &Request<B>,
+    peer: SocketAddr,
+) -> Result<(Permissions, Permit), Box<http::Response<Body>>> {
+    let refuse = |why: Refusal, response: http::Response<Body>| {
+        state.metrics.refused(why);
+        Box::new(response)
+    };
+    if state.tasks.is_shutting_down() {
+        return Err(refuse(
+            Refusal::ShuttingDown,
+            response::unavailable("the server is shutting down"),
+        ));
+    }
+    let token = bearer_token(req.headers(), req.uri().query());
+    let permissions = match state.auth.authenticate(token.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(%peer, path = %route.path, "unauthorized: {e}");
+            return Err(refuse(
+                Refusal::Unauthorized,
+                response::unauthorized(&e, token.is_some()),
+            ));
+        }
+    };
+    match state.limiter.try_acquire(peer.ip()) {
+        Ok(permit) => Ok((permissions, permit)),
+        Err(why) => {
+            tracing::debug!(%peer, "connection limit reached: {why:?}");
+            Err(refuse(why, response::unavailable("too many connections")))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -175,7 +208,8 @@ mod tests {
             &RouteConfig::new(path, RouteKind::Echo),
             None,
             &tether::Config::default(),
-        );
+        )
+        .unwrap();
         route.prefix = prefix;
         route
     }

@@ -17,17 +17,21 @@ pub enum RouteKind {
     Pubsub,
     /// Every text and binary message comes back as it went out.
     Echo,
+    /// A reverse proxy: WebSockets and plain HTTP requests below the route's path go to the
+    /// route's `upstream` (`crate::proxy`).
+    Proxy,
 }
 
 impl RouteKind {
     /// The names accepted in `kind = "..."`, in the order error messages list them.
-    pub const NAMES: &'static [&'static str] = &["pubsub", "echo"];
+    pub const NAMES: &'static [&'static str] = &["pubsub", "echo", "proxy"];
 
     /// The kind named `name` in a config file.
     pub fn from_name(name: &str) -> Option<RouteKind> {
         match name {
             "pubsub" => Some(RouteKind::Pubsub),
             "echo" => Some(RouteKind::Echo),
+            "proxy" => Some(RouteKind::Proxy),
             _ => None,
         }
     }
@@ -37,6 +41,7 @@ impl RouteKind {
         match self {
             RouteKind::Pubsub => "pubsub",
             RouteKind::Echo => "echo",
+            RouteKind::Proxy => "proxy",
         }
     }
 
@@ -46,6 +51,7 @@ impl RouteKind {
     pub fn matches_prefix(self) -> bool {
         match self {
             RouteKind::Pubsub | RouteKind::Echo => false,
+            RouteKind::Proxy => true,
         }
     }
 
@@ -53,7 +59,7 @@ impl RouteKind {
     pub fn default_subprotocols(self) -> Vec<String> {
         match self {
             RouteKind::Pubsub => vec![SUBPROTOCOL.to_string()],
-            RouteKind::Echo => Vec::new(),
+            RouteKind::Echo | RouteKind::Proxy => Vec::new(),
         }
     }
 }
@@ -89,6 +95,18 @@ pub struct RouteConfig {
     /// Default: the top-level `allowed_origins`.
     #[serde(default)]
     pub allowed_origins: Option<Vec<String>>,
+    /// `proxy` routes: where requests below the path go, `ws://host:port/base` or `wss://...`
+    /// (`/app/x?q` on route `/app` goes to `/base/x?q`). Required for proxy routes.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// `proxy` routes with a `wss://` upstream: a PEM file of certificate authorities trusted
+    /// besides the webpki roots (private CAs, tests).
+    #[serde(default)]
+    pub upstream_ca_file: Option<std::path::PathBuf>,
+    /// `proxy` routes: how long to wait for the upstream to connect and answer a handshake or
+    /// a request head. Default 10 s; then `504`.
+    #[serde(default, deserialize_with = "super::proxy::optional_duration")]
+    pub upstream_timeout: Option<std::time::Duration>,
 }
 
 impl RouteConfig {
@@ -99,6 +117,9 @@ impl RouteConfig {
             kind,
             subprotocols: None,
             allowed_origins: None,
+            upstream: None,
+            upstream_ca_file: None,
+            upstream_timeout: None,
         }
     }
 
@@ -140,6 +161,7 @@ impl RouteConfig {
         if let Some(origins) = &self.allowed_origins {
             super::validate_origins(origins).map_err(|p| ("allowed_origins", p))?;
         }
+        super::proxy::validate(self)?;
         Ok(())
     }
 }
@@ -163,7 +185,7 @@ mod tests {
         let err = toml::from_str::<Wrapper>("kind = \"foo\"").err().unwrap();
         assert!(
             err.message()
-                .contains("unknown kind \"foo\", expected pubsub or echo"),
+                .contains("unknown kind \"foo\", expected pubsub, echo or proxy"),
             "{err}"
         );
         assert_eq!(

@@ -19,11 +19,14 @@ fn unknown_route_kind_names_the_key_and_the_choices() {
         "[[routes]]\npath = \"/ws\"\nkind = \"pubsub\"\n\n[[routes]]\npath = \"/x\"\nkind = \"foo\"\n",
     );
     assert_eq!(e.key, "routes[1].kind");
-    assert_eq!(e.problem, "unknown kind \"foo\", expected pubsub or echo");
+    assert_eq!(
+        e.problem,
+        "unknown kind \"foo\", expected pubsub, echo or proxy"
+    );
     assert_eq!(e.location, Some((7, 8)));
     assert_eq!(
         e.to_string(),
-        "routes[1].kind: unknown kind \"foo\", expected pubsub or echo (line 7, column 8)"
+        "routes[1].kind: unknown kind \"foo\", expected pubsub, echo or proxy (line 7, column 8)"
     );
 }
 
