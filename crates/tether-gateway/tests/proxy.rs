@@ -453,3 +453,90 @@ async fn plain_http_requests_are_proxied_with_their_bodies() {
     assert_eq!(get(gw.addr, "/application").await.status, 404);
     gw.stop().await;
 }
+
+/// Reads one unmasked frame: (first byte, payload). Small frames only (no 64-bit lengths).
+async fn read_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0; 2];
+    tokio::time::timeout(PATIENCE, tcp.read_exact(&mut head))
+        .await
+        .expect("no frame in time")
+        .unwrap();
+    assert_eq!(head[1] & 0x80, 0, "frames from the gateway are not masked");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut ext = [0; 2];
+            tcp.read_exact(&mut ext).await.unwrap();
+            u16::from_be_bytes(ext) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0; len];
+    tcp.read_exact(&mut payload).await.unwrap();
+    (head[0], payload)
+}
+
+fn masked_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [1, 2, 3, 4];
+    let mut frame = vec![first, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&key);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    frame
+}
+
+#[tokio::test]
+async fn rfc6455_7_1_7_a_client_protocol_error_closes_after_the_upstreams_answers() {
+    // A tether echo server upstream: it answers a message before it answers a close that
+    // follows in the same read, which is the order this test checks arrives at the client.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tether::accept(tcp).await else {
+                    return;
+                };
+                let _ = ws.send(Message::text("ready")).await;
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_data() && ws.feed(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let gw = gateway(&format!("ws://{upstream}/"), "").await;
+    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let handshake = format!(
+        "GET /app HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        gw.addr
+    );
+    tcp.write_all(handshake.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0; 1];
+        tokio::time::timeout(PATIENCE, tcp.read_exact(&mut byte))
+            .await
+            .expect("no 101 in time")
+            .unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(read_frame(&mut tcp).await, (0x81, b"ready".to_vec()));
+    // A message, then a reserved opcode (RFC 6455 §5.2), then a ping, in one write.
+    let mut bytes = masked_frame(0x81, b"Hello");
+    bytes.extend(masked_frame(0x83, b""));
+    bytes.extend(masked_frame(0x89, b"ping"));
+    tcp.write_all(&bytes).await.unwrap();
+    // The upstream's echo of the message before the violation arrives first, then the close
+    // with the violation's code; the ping after it is never answered.
+    assert_eq!(read_frame(&mut tcp).await, (0x81, b"Hello".to_vec()));
+    let (close, payload) = read_frame(&mut tcp).await;
+    assert_eq!(close, 0x88);
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1002);
+    gw.stop().await;
+}

@@ -111,8 +111,11 @@ pub(crate) async fn upgrade<B>(
             }
         };
         // The client leg uses exactly the parameters the upstream chose: the client accepted
-        // them in our 101, since they are the upstream's answer to its own offers.
-        let conn = Connection::server(config, deflate);
+        // them in our 101, since they are the upstream's answer to its own offers. A client's
+        // protocol error closes it only after the upstream's answers (relay.rs).
+        let mut client_config = config;
+        client_config.deferred_failure_close = true;
+        let conn = Connection::server(client_config, deflate);
         let mut client = WebSocket::from_connection(TokioIo::new(upgraded), conn, negotiated, &[]);
         if let Some((interval, timeout)) = state.limits.keepalive() {
             client.set_keepalive(interval, timeout);
