@@ -540,3 +540,66 @@ async fn rfc6455_7_1_7_a_client_protocol_error_closes_after_the_upstreams_answer
     assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1002);
     gw.stop().await;
 }
+
+/// A self-signed certificate for `localhost` in a temporary directory, removed on drop.
+struct TestCertificate {
+    dir: PathBuf,
+}
+
+impl TestCertificate {
+    fn new(name: &str) -> TestCertificate {
+        let dir =
+            std::env::temp_dir().join(format!("tether-proxy-it-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
+        TestCertificate { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TestCertificate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn a_wss_upstream_is_trusted_through_upstream_ca_file() {
+    let cert = TestCertificate::new("wss");
+    // The upstream: another gateway, TLS only, with its echo route.
+    let upstream = start(config_from(&format!(
+        "[[routes]]\npath = \"/echo\"\nkind = \"echo\"\n\
+         [tls]\nlisten = \"127.0.0.1:0\"\ncert = {:?}\nkey = {:?}\nonly = true\n",
+        cert.path("cert.pem"),
+        cert.path("key.pem"),
+    )))
+    .await;
+    let port = upstream.tls_addr.unwrap().port();
+    let gw = gateway(
+        &format!("wss://localhost:{port}/echo"),
+        &format!("upstream_ca_file = {:?}\n", cert.path("cert.pem")),
+    )
+    .await;
+    let (mut ws, _) = ClientBuilder::new(format!("ws://{}/app", gw.addr))
+        .connect()
+        .await
+        .unwrap();
+    ws.send(Message::text("over tls")).await.unwrap();
+    assert_eq!(common::next_text(&mut ws).await, "over tls");
+    // A plain request goes over https: the upstream's echo route answers it with 426.
+    assert_eq!(get(gw.addr, "/app").await.status, 426);
+    gw.stop().await;
+
+    // Without the CA the upstream's certificate is not trusted: 502.
+    let untrusted = gateway(&format!("wss://localhost:{port}/echo"), "").await;
+    let answer = raw_upgrade(untrusted.addr, "/app", "").await;
+    assert_eq!(answer.status, 502, "{answer:?}");
+    assert!(answer.body.contains("cannot be reached"), "{}", answer.body);
+    untrusted.stop().await;
+    upstream.stop().await;
+}
