@@ -47,6 +47,7 @@ mod metered;
 mod metrics;
 mod pages;
 pub mod protocol;
+mod proxy;
 mod request;
 mod response;
 mod routes;

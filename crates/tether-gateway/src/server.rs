@@ -134,7 +134,10 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, r) in config.routes.iter().enumerate() {
-            let mut route = Route::new(r, config.allowed_origins.as_ref(), &connection_config);
+            let mut route = Route::new(r, config.allowed_origins.as_ref(), &connection_config)
+                .map_err(|(key, problem)| {
+                    ConfigError::new(format!("routes[{i}].{key}"), problem)
+                })?;
             if r.kind == RouteKind::Bridge {
                 let bridge = BridgeRoute::new(r, &format!("routes[{i}]"))?;
                 metrics.add_bridge(bridge.metrics.clone());
