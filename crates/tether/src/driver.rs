@@ -267,12 +267,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         Poll::Pending
     }
 
-    /// Sink readiness: room in the outbound queue.
+    /// How many queued bytes make the application's sends wait: half of
+    /// `max_outbound_buffer`. Reads stop only past the whole limit (in `poll_next`), so what
+    /// the application queues can never stop reads on its own. If it could, two peers that
+    /// each stream more than they can queue, with a reader and a writer task each, would
+    /// deadlock: each stops reading because its own sends fill the queue, so neither drains.
+    /// The other half bounds what reads produce while the peer is slow to take our bytes
+    /// (pongs, the close reply). A single message larger than half the limit still passes
+    /// the sink whole (it waits for the queue to drain first).
+    fn send_limit(&self) -> usize {
+        (self.conn.config().max_outbound_buffer / 2).max(1)
+    }
+
+    /// Sink readiness: room in the outbound queue ([`Driver::send_limit`]).
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.conn.state() != State::Open {
             return Poll::Ready(Err(Error::ConnectionClosed));
         }
-        if self.conn.pending_transmit() >= self.conn.config().max_outbound_buffer {
+        if self.conn.pending_transmit() >= self.send_limit() {
             ready!(self.poll_write_out(cx))?;
         }
         Poll::Ready(Ok(()))

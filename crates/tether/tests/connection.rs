@@ -457,3 +457,61 @@ async fn replies_to_one_read_leave_in_one_write() {
     client.close(None).await.unwrap();
     assert_eq!(server.await.unwrap(), 100);
 }
+
+/// Both peers stream more than their queues hold, each with a reader task and a writer task.
+/// A sender's own queue must never stop its reader, or neither side drains the other and both
+/// stall (seen through the gateway's bridge before sends were held at half the limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_peers_streaming_both_ways_at_once_do_not_deadlock() {
+    const TOTAL: usize = 16 << 20;
+    const CHUNK: usize = 8 << 10;
+    let mut config = Config::default();
+    config.max_outbound_buffer = 64 << 10;
+    config.deflate = None;
+    let (a, b) = duplex(16 << 10);
+    let server_config = config.clone();
+    let server = tokio::spawn(async move {
+        tether::accept_with(a, server_config, |_| Ok(Default::default()))
+            .await
+            .unwrap()
+    });
+    let (client, _) = ClientBuilder::new("ws://test/")
+        .config(config)
+        .connect_on(b)
+        .await
+        .unwrap();
+    let server = server.await.unwrap();
+    let mut writers = Vec::new();
+    let mut readers = Vec::new();
+    for ws in [client, server] {
+        let (mut rx, mut tx) = ws.split();
+        writers.push(tokio::spawn(async move {
+            for _ in 0..TOTAL / CHUNK {
+                tx.feed(Message::binary(vec![7u8; CHUNK])).await.unwrap();
+            }
+            tx.flush().await.unwrap();
+            tx
+        }));
+        readers.push(tokio::spawn(async move {
+            let mut received = 0;
+            while received < TOTAL {
+                match rx.next().await {
+                    Some(Ok(Message::Binary(data))) => received += data.len(),
+                    other => panic!("unexpected {other:?} after {received} bytes"),
+                }
+            }
+            received
+        }));
+    }
+    let all = async {
+        for reader in readers {
+            assert_eq!(reader.await.unwrap(), TOTAL);
+        }
+        for writer in writers {
+            writer.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .expect("the two peers deadlocked");
+}
