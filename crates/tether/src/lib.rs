@@ -33,7 +33,8 @@
 //! - [`ClientBuilder`] sets subprotocols, headers, limits, compression and TLS roots; a
 //!   refused handshake comes back as [`Error::HandshakeRefused`] with the status and body.
 //! - [`trace::Traced`] shows the handshake and every frame header on the wire.
-//! - Limits live in [`Config`]; sending waits while `max_outbound_buffer` bytes are queued.
+//! - Limits live in [`Config`]; sending waits while half of `max_outbound_buffer` is queued,
+//!   and reading stops past the whole of it.
 #![forbid(unsafe_code)]
 
 pub mod client;

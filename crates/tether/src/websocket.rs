@@ -29,7 +29,8 @@ pub struct Negotiated {
 ///
 /// As a [`Stream`] it yields every message and control frame from the peer (pings are answered
 /// by the engine as they are yielded), and ends after the closing handshake. As a [`Sink`] it
-/// takes messages; sending waits while the outbound queue is full (`max_outbound_buffer`).
+/// takes messages; sending waits while half of `max_outbound_buffer` is queued (the other half
+/// is room for what reads produce, so a full send queue never stops reads).
 ///
 /// Reads are cancel-safe: everything read is held by the engine, so dropping a pending
 /// `next()` loses nothing.
