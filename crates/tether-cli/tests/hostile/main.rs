@@ -21,11 +21,14 @@ use std::time::Duration;
 use server::Server;
 use table::Outcome;
 
-/// Largest RSS growth allowed over the whole attack, in MiB. The peak legitimate holding is
-/// the 3,000 half-open connections: a hyper connection with its 8 KiB read buffer, write
-/// buffer and task is under 32 KiB, so 3,000 of them stay under 96 MiB (about 60 MiB measured
-/// in a debug build). An unbounded buffer (a 1 GiB bomb, a 2^63 length) would go far past it.
-const RSS_GROWTH_LIMIT_MIB: u64 = 96;
+/// RSS one half-open connection may cost the server, in KiB. The gateway puts no cap of its
+/// own on connections still sending their request head (only `handshake_timeout` and the
+/// open-files limit bound them; see SECURITY.md): each is a hyper connection with its 8 KiB
+/// read buffer, write buffer and task, 20-28 KiB measured in a debug build. 40 KiB leaves a
+/// margin; an unbounded buffer (a 1 GiB bomb, a 2^63 length) would go far past the total.
+const RSS_PER_HALF_OPEN_KIB: u64 = 40;
+/// Largest RSS growth allowed over the whole attack, in MiB: the half-open flood plus 16 MiB.
+const RSS_GROWTH_LIMIT_MIB: u64 = floods::HALF_OPEN as u64 * RSS_PER_HALF_OPEN_KIB / 1024 + 16;
 /// Largest RSS growth over the frame cases and deflate bombs, in MiB: one connection at a
 /// time holds at most a 1 MiB message (the limit) plus its frame buffer, its inflated copy
 /// and the echo going out, a few MiB; 1 GiB of inflated zeros would be 1024 MiB.
@@ -83,6 +86,11 @@ async fn hostile_input_gets_exact_answers_and_others_stay_served() {
     for (phase, kib) in &rss {
         println!("VmRSS after {phase:<16} {:>8.1} MiB", *kib as f64 / 1024.0);
     }
+    let flood_kib = rss[2].1.saturating_sub(rss[1].1);
+    println!(
+        "half-open flood: {flood_kib} KiB more RSS, {} KiB per connection (allowed {RSS_PER_HALF_OPEN_KIB})",
+        flood_kib / floods::HALF_OPEN as u64
+    );
     let peak = rss.iter().map(|(_, k)| *k).max().unwrap();
     let growth_mib = peak.saturating_sub(rss_before) / 1024;
     println!(
