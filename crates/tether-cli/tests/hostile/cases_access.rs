@@ -31,9 +31,13 @@ async fn upgrade_case(
     expected: &str,
 ) -> Outcome {
     let reply = exchange(addr, upgrade_request(target, extra).as_bytes()).await;
+    // The status, and the body when there is one: the reason.
     let actual = reply
         .as_ref()
-        .map_or("closed without answer".into(), |r| r.status.to_string());
+        .map_or("closed without answer".into(), |r| match r.text().trim() {
+            "" => r.status.to_string(),
+            body => format!("{}: {body}", r.status),
+        });
     let detail = reply.map(|r| r.text()).unwrap_or_default();
     Outcome::new("access", name, expected, actual, detail)
 }
@@ -63,7 +67,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
             "bridge token for a target outside the allow-list",
             "/vnc/outside",
             binary,
-            "403",
+            "403: the bridge's target is not in the route's allow list",
         )
         .await,
     );
@@ -73,11 +77,11 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
             "unknown bridge token",
             "/vnc/no-such-token",
             binary,
-            "403",
+            "403: unknown or invalid bridge token",
         )
         .await,
     );
-    out.push(upgrade_case(addr, "bridge without a token", "/vnc", binary, "401").await);
+    out.push(upgrade_case(addr, "bridge without a token", "/vnc", binary, "401: this bridge needs a token: /path/<token>, ?token=<token> or Authorization: Bearer").await);
     out.push(
         upgrade_case(
             addr,
@@ -90,9 +94,38 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
     );
 
     let echo = |token: &str| format!("/echo?token={token}");
-    out.push(upgrade_case(addr, "no token", "/echo", "", "401").await);
-    out.push(upgrade_case(addr, "JWT with alg none", &echo(&unsigned_jwt()), "", "401").await);
-    out.push(upgrade_case(addr, "expired JWT", &echo(&expired_jwt()), "", "401").await);
+    out.push(
+        upgrade_case(
+            addr,
+            "no token",
+            "/echo",
+            "",
+            "401: a bearer token is required (Authorization: Bearer <token>, or ?token=<token>)",
+        )
+        .await,
+    );
+    out.push(
+        upgrade_case(
+            addr,
+            "JWT with alg none",
+            &echo(&unsigned_jwt()),
+            "",
+            "401: invalid token: bad JWT header: JSON error: unknown variant `none`, expected one of \
+             `HS256`, `HS384`, `HS512`, `ES256`, `ES384`, `RS256`, `RS384`, `RS512`, `PS256`, `PS384`, \
+             `PS512`, `EdDSA` at line 1 column 13",
+        )
+        .await,
+    );
+    out.push(
+        upgrade_case(
+            addr,
+            "expired JWT",
+            &echo(&expired_jwt()),
+            "",
+            "401: invalid token: the token has expired",
+        )
+        .await,
+    );
     let wrong = jwt_with(
         "another-secret-of-at-least-32-bytes!",
         serde_json::json!({"exp": 4_000_000_000u64}),
@@ -103,7 +136,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
             "JWT signed with the wrong key",
             &echo(&wrong),
             "",
-            "401",
+            "401: invalid token: bad signature",
         )
         .await,
     );
@@ -114,7 +147,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
             "forbidden Origin",
             "/echo",
             &format!("{bearer}Origin: https://evil.example\r\n"),
-            "403",
+            "403: origin not allowed (RFC 6455 §10.2)",
         )
         .await,
     );

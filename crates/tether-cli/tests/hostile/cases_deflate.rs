@@ -45,7 +45,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
     out.push(Outcome::new(
         "deflate",
         format!("bomb: one {} B frame inflating to 8 MiB", small.len()),
-        "close 1009",
+        "close 1009: message exceeds the limit of 1048576 bytes",
         actual,
         reason,
     ));
@@ -74,7 +74,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
             "bomb: {} B inflating to 1 GiB in 16 KiB fragments",
             big.len()
         ),
-        "close 1009",
+        "close 1009: message exceeds the limit of 1048576 bytes",
         actual,
         format!("{reason}; {sent} compressed bytes written before the server stopped reading"),
     ));

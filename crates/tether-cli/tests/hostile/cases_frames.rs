@@ -10,7 +10,10 @@ use crate::wire::{Ending, close_payload, frame, header_with_length, open};
 /// How the connection ended, as the table shows it.
 pub fn ending_text(ending: &Ending) -> (String, String) {
     match ending {
-        Ending::Close(Some(code), reason) => (format!("close {code}"), reason.clone()),
+        Ending::Close(Some(code), reason) if reason.is_empty() => {
+            (format!("close {code}"), String::new())
+        }
+        Ending::Close(Some(code), reason) => (format!("close {code}: {reason}"), reason.clone()),
         Ending::Close(None, _) => ("close (no code)".into(), String::new()),
         Ending::Eof => ("EOF without close".into(), String::new()),
     }
@@ -31,7 +34,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "unmasked client text frame",
-            "close 1002",
+            "close 1002: client frame is not masked",
             frame(0x81, b"hi", false),
         )
         .await,
@@ -40,7 +43,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "reserved data opcode 0x3",
-            "close 1002",
+            "close 1002: reserved opcode 0x3",
             frame(0x83, b"hi", true),
         )
         .await,
@@ -49,7 +52,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "reserved control opcode 0xB",
-            "close 1002",
+            "close 1002: reserved opcode 0xb",
             frame(0x8b, b"hi", true),
         )
         .await,
@@ -58,18 +61,34 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "RSV1 without an extension",
-            "close 1002",
+            "close 1002: reserved bits set without a negotiated extension",
             frame(0xc1, b"hi", true),
         )
         .await,
     );
-    out.push(case(addr, "RSV2 set", "close 1002", frame(0xa1, b"hi", true)).await);
-    out.push(case(addr, "RSV3 set", "close 1002", frame(0x91, b"hi", true)).await);
+    out.push(
+        case(
+            addr,
+            "RSV2 set",
+            "close 1002: reserved bits set without a negotiated extension",
+            frame(0xa1, b"hi", true),
+        )
+        .await,
+    );
+    out.push(
+        case(
+            addr,
+            "RSV3 set",
+            "close 1002: reserved bits set without a negotiated extension",
+            frame(0x91, b"hi", true),
+        )
+        .await,
+    );
     out.push(
         case(
             addr,
             "64-bit length 2^63 (MSB set)",
-            "close 1002",
+            "close 1002: payload length has its most significant bit set",
             header_with_length(0x82, 1 << 63),
         )
         .await,
@@ -78,7 +97,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "64-bit length 2^63-1",
-            "close 1009",
+            "close 1009: frame of 9223372036854775807 bytes exceeds the limit of 1048576",
             header_with_length(0x82, (1 << 63) - 1),
         )
         .await,
@@ -87,7 +106,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "ping of 126 bytes",
-            "close 1002",
+            "close 1002: control frame payload of 126 bytes (limit 125)",
             frame(0x89, &[7; 126], true),
         )
         .await,
@@ -96,7 +115,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "close of 126 bytes",
-            "close 1002",
+            "close 1002: control frame payload of 126 bytes (limit 125)",
             frame(0x88, &close_payload(1000, &[b'a'; 124]), true),
         )
         .await,
@@ -105,7 +124,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "fragmented ping (FIN=0)",
-            "close 1002",
+            "close 1002: fragmented control frame",
             frame(0x09, b"ping", true),
         )
         .await,
@@ -114,7 +133,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "continuation without a start",
-            "close 1002",
+            "close 1002: continuation frame without a message to continue",
             frame(0x80, b"x", true),
         )
         .await,
@@ -123,7 +142,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "new text inside a fragmented one",
-            "close 1002",
+            "close 1002: text frame inside a fragmented message",
             [frame(0x01, b"a", true), frame(0x81, b"b", true)].concat(),
         )
         .await,
@@ -133,7 +152,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
             case(
                 addr,
                 &format!("close code {code}"),
-                "close 1002",
+                &format!("close 1002: close code {code} is not allowed on the wire"),
                 frame(0x88, &close_payload(code, b""), true),
             )
             .await,
@@ -143,7 +162,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "close payload of 1 byte",
-            "close 1002",
+            "close 1002: close frame with a 1-byte payload",
             frame(0x88, &[3], true),
         )
         .await,
@@ -152,7 +171,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "close reason not UTF-8",
-            "close 1007",
+            "close 1007: invalid UTF-8 in the close reason",
             frame(0x88, &close_payload(1000, b"\xff\xfe"), true),
         )
         .await,
@@ -161,7 +180,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "text not UTF-8",
-            "close 1007",
+            "close 1007: invalid UTF-8 in text",
             frame(0x81, b"ok \xc3\x28", true),
         )
         .await,
@@ -170,7 +189,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "text fragment ending in a bad sequence",
-            "close 1007",
+            "close 1007: invalid UTF-8 in text",
             frame(0x01, b"\xed\xa0\x80", true),
         )
         .await,
@@ -179,7 +198,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "message of max+1 bytes in one frame",
-            "close 1009",
+            "close 1009: frame of 1048577 bytes exceeds the limit of 1048576",
             frame(0x82, &vec![1; MAX_MESSAGE + 1], true),
         )
         .await,
@@ -189,7 +208,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "message of max+2 bytes in two fragments",
-            "close 1009",
+            "close 1009: message exceeds the limit of 1048576 bytes",
             [frame(0x02, &half, true), frame(0x80, &half, true)].concat(),
         )
         .await,
