@@ -7,14 +7,19 @@ use crate::server::good_jwt;
 use crate::table::Outcome;
 use crate::wire::{KEY, Reply, exchange};
 
-/// The status, plus the `Sec-WebSocket-Version` header when there is one.
+/// The status, the `Sec-WebSocket-Version` header when there is one, and the body (the
+/// reason) when there is one.
 fn answer(reply: &Option<Reply>) -> String {
-    match reply {
-        None => "closed without answer".into(),
-        Some(r) => match r.header("sec-websocket-version") {
-            Some(v) => format!("{} Sec-WebSocket-Version: {v}", r.status),
-            None => r.status.to_string(),
-        },
+    let Some(r) = reply else {
+        return "closed without answer".into();
+    };
+    let mut answer = r.status.to_string();
+    if let Some(v) = r.header("sec-websocket-version") {
+        answer.push_str(&format!(" Sec-WebSocket-Version: {v}"));
+    }
+    match r.text().trim() {
+        "" => answer,
+        body => format!("{answer}: {body}"),
     }
 }
 
@@ -126,7 +131,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "Sec-WebSocket-Key missing",
-            "400",
+            "400: missing Sec-WebSocket-Key header field (RFC 6455 §4.2.1)",
             handshake(&get, &refs(&h)),
         )
         .await,
@@ -137,7 +142,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "Sec-WebSocket-Key doubled",
-            "400",
+            "400: more than one Sec-WebSocket-Key header field (RFC 6455 §11.3.1)",
             handshake(&get, &refs(&h)),
         )
         .await,
@@ -150,7 +155,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "Sec-WebSocket-Key of 12 bytes",
-            "400",
+            "400: Sec-WebSocket-Key decodes to 12 bytes instead of 16 (RFC 6455 §4.2.1)",
             handshake(&get, &refs(&h)),
         )
         .await,
@@ -163,7 +168,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "Sec-WebSocket-Key of 20 bytes",
-            "400",
+            "400: Sec-WebSocket-Key decodes to 20 bytes instead of 16 (RFC 6455 §4.2.1)",
             handshake(&get, &refs(&h)),
         )
         .await,
@@ -176,7 +181,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "Sec-WebSocket-Key not base64",
-            "400",
+            "400: Sec-WebSocket-Key is not base64 (RFC 6455 §4.2.1)",
             handshake(&get, &refs(&h)),
         )
         .await,
@@ -186,7 +191,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "Sec-WebSocket-Version: 8",
-            "426 Sec-WebSocket-Version: 13",
+            "426 Sec-WebSocket-Version: 13: unsupported Sec-WebSocket-Version; this server speaks version 13 (RFC 6455 §4.4)",
             handshake(&get, &refs(&h)),
         )
         .await,
@@ -196,7 +201,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "Sec-WebSocket-Version: 14",
-            "426 Sec-WebSocket-Version: 13",
+            "426 Sec-WebSocket-Version: 13: unsupported Sec-WebSocket-Version; this server speaks version 13 (RFC 6455 §4.4)",
             handshake(&get, &refs(&h)),
         )
         .await,
@@ -206,7 +211,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "Sec-WebSocket-Version missing",
-            "426 Sec-WebSocket-Version: 13",
+            "426 Sec-WebSocket-Version: 13: missing Sec-WebSocket-Version header field; this server speaks version 13 (RFC 6455 §4.2.1)",
             handshake(&get, &refs(&h)),
         )
         .await,
@@ -217,7 +222,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "Upgrade on a POST",
-            "400",
+            "400: the method of an opening handshake must be GET (RFC 6455 §4.2.1)",
             handshake(&post, &refs(&h)),
         )
         .await,
@@ -227,7 +232,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "Upgrade over HTTP/1.0",
-            "400",
+            "400: an opening handshake requires HTTP/1.1 or later (RFC 6455 §4.2.1)",
             handshake(&old, &refs(&h)),
         )
         .await,
@@ -237,7 +242,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         case(
             addr,
             "Upgrade: h2c instead of websocket",
-            "426 Sec-WebSocket-Version: 13",
+            "426 Sec-WebSocket-Version: 13: this path is a WebSocket endpoint: connect with a WebSocket client",
             handshake(&get, &refs(&h)),
         )
         .await,
@@ -310,13 +315,18 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
         .await,
     );
     out.push(
-        case(addr, "Content-Length body on an upgrade", "400", {
-            let mut h = std_headers();
-            h.push("Content-Length: 5".into());
-            let mut r = handshake(&get, &refs(&h));
-            r.extend_from_slice(b"hello");
-            r
-        })
+        case(
+            addr,
+            "Content-Length body on an upgrade",
+            "400: an opening handshake request must not have a body",
+            {
+                let mut h = std_headers();
+                h.push("Content-Length: 5".into());
+                let mut r = handshake(&get, &refs(&h));
+                r.extend_from_slice(b"hello");
+                r
+            },
+        )
         .await,
     );
     out
