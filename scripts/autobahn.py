@@ -10,6 +10,12 @@ group), waits until it accepts TCP connections, runs `kosoku` against it, stops 
 (SIGTERM, then SIGKILL after a grace period), and compares OUT/index.json with the
 expected file.
 
+`server --upstream-cmd "CMD with {upstream_port}"`: first starts that process (the upstream
+of a proxy under test) on its own free port and waits until it listens; `{upstream_port}`
+may appear in --cmd too, and in the file given with --config-template, which is written to
+OUT/ with the port filled in (`{config}` in --cmd is its path). The upstream is stopped
+after the server under test.
+
 `client`: starts `kosoku -m fuzzingserver` on a free port, runs the client testee
 (`{url}` = ws://127.0.0.1:PORT) to completion, waits for kosoku to write its
 reports and exit, and compares.
@@ -404,10 +410,32 @@ def run_server(args: argparse.Namespace) -> int:
         raise Failure("--include/--exclude select no case of the expected file")
 
     port = free_port()
-    argv = fmt_cmd(args.cmd, port=str(port))
     children: list[Child] = []
     extra: list[str] = []
+    values = {"port": str(port)}
+    upstream: Child | None = None
     try:
+        if args.upstream_cmd:
+            upstream_port = free_port()
+            while upstream_port == port:
+                upstream_port = free_port()
+            values["upstream_port"] = str(upstream_port)
+            uargv = fmt_cmd(args.upstream_cmd, upstream_port=str(upstream_port))
+            log(f"{label}: starting upstream: {shlex.join(uargv)} (log: {out / 'upstream.log'})")
+            upstream = Child("upstream", uargv, out / "upstream.log", echo=args.verbose)
+            children.append(upstream)
+            wait_listening(upstream, upstream_port, args.startup_timeout)
+            log(f"{label}: upstream pid {upstream.pid} listening on {HOST}:{upstream_port}")
+        if args.config_template:
+            template = Path(args.config_template)
+            try:
+                text = template.read_text()
+            except OSError as e:
+                raise Failure(f"cannot read --config-template {template}: {e}") from e
+            rendered = out / template.name
+            rendered.write_text(text.replace("{upstream_port}", values.get("upstream_port", "")))
+            values["config"] = str(rendered)
+        argv = fmt_cmd(args.cmd, **values)
         log(f"{label}: starting server under test: {shlex.join(argv)} (log: {out / 'testee.log'})")
         server = Child("server under test", argv, out / "testee.log", echo=args.verbose)
         children.append(server)
@@ -432,6 +460,11 @@ def run_server(args: argparse.Namespace) -> int:
             extra.append(
                 f"server under test exited with status {server.proc.returncode} during the run "
                 f"(see {out / 'testee.log'})"
+            )
+        if upstream is not None and not upstream.running():
+            extra.append(
+                f"upstream exited with status {upstream.proc.returncode} during the run "
+                f"(see {out / 'upstream.log'})"
             )
     finally:
         for child in reversed(children):
@@ -544,6 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("server", help="test a server: --cmd has a {port} placeholder")
     s.add_argument("--cmd", required=True)
+    s.add_argument("--upstream-cmd", help="start this first (a proxy's upstream): {upstream_port} placeholder")
+    s.add_argument("--config-template", help="file written to OUT/ with {upstream_port} filled in; {config} in --cmd")
     s.add_argument("--parallelism", "-p", type=int, default=2, help="kosoku -p (default 2)")
     s.add_argument("--timeout", type=float, default=1200, help="seconds for the whole kosoku run (default 1200)")
     common(s)

@@ -2,12 +2,14 @@
 # The project's single test command: formatting, lints, docs, unit/property/integration tests,
 # a smoke run of the benchmarks and of every fuzz target, then the Autobahn TestSuite (through
 # kosoku) against the tether examples, as a server (echo_server) and as a client
-# (autobahn_client), and against the gateway's echo route (`tether serve`).
+# (autobahn_client), against the gateway's echo route (`tether serve`), and through the
+# gateway's proxy route to echo_server.
 #
 # Installs what it needs on first use: kosoku and Python's websockets in .venv-conformance
 # (scripts/setup-conformance.sh), Node's ws for the gateway's peer tests (npm ci in
-# crates/tether-gateway/tests/peers), and cargo-fuzz (scripts/fuzz-smoke.sh). Autobahn reports
-# go to target/autobahn/{server,client,gateway}/.
+# crates/tether-gateway/tests/peers), playwright-core for the browser tests (npm ci in
+# tests/browser; Chromium itself is Debian's, installed by .ci/run), and cargo-fuzz
+# (scripts/fuzz-smoke.sh). Autobahn reports go to target/autobahn/{server,client,gateway,proxy}/.
 #
 # Environment: FUZZ_SECONDS (per fuzz target, default 15).
 set -euo pipefail
@@ -45,6 +47,11 @@ if command -v npm >/dev/null && ! [ -f "$peers/node_modules/ws/package.json" ]; 
     section "install the Node test peers"
     (cd "$peers" && npm ci --no-audit --no-fund)
 fi
+# The pages' tests (tests/browser): playwright-core and ws; Chromium comes from Debian (.ci/run).
+if command -v npm >/dev/null && ! [ -f tests/browser/node_modules/playwright-core/package.json ]; then
+    section "install the browser tests' packages"
+    (cd tests/browser && npm ci --no-audit --no-fund)
+fi
 
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
@@ -61,6 +68,13 @@ section "build release examples and the tether binary for Autobahn"
 # target flags apply to every -p: name both kinds so the tether binary is built too
 cargo build --release -p tether -p tether-cli --bins --examples
 
+# tether.js unit tests (node --test, ws) and the built-in pages in headless Chromium
+# (playwright-core driving /usr/bin/chromium or $CHROMIUM), against target/release/tether.
+# They write docs/screenshots/*.png.
+stage "tether.js and the pages in headless Chromium (tests/browser)" \
+    env TETHER_BIN="$PWD/target/release/tether" \
+    bash -c 'cd tests/browser && node --test client.test.mjs pages.test.mjs'
+
 stage "Autobahn TestSuite: tether as server (examples/echo_server)" \
     python3 scripts/autobahn.py server \
     --cmd "target/release/examples/echo_server 127.0.0.1:{port}" \
@@ -76,6 +90,13 @@ stage "Autobahn TestSuite: the gateway's echo route (tether serve)" \
     --cmd "target/release/tether serve --config conformance/gateway-echo.toml --listen 127.0.0.1:{port}" \
     --expected conformance/expected-server.json \
     --out target/autobahn/gateway -p 2 --label autobahn-gateway
+stage "Autobahn TestSuite: the gateway's proxy route (tether serve -> examples/echo_server)" \
+    python3 scripts/autobahn.py server \
+    --upstream-cmd "target/release/examples/echo_server 127.0.0.1:{upstream_port}" \
+    --config-template conformance/gateway-proxy.toml \
+    --cmd "target/release/tether serve --config {config} --listen 127.0.0.1:{port}" \
+    --expected conformance/expected-server.json \
+    --out target/autobahn/proxy -p 2 --label autobahn-proxy
 
 section "done in $((SECONDS - t0)) s"
 for f in "${failures[@]+"${failures[@]}"}"; do

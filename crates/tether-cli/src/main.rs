@@ -3,7 +3,20 @@
 //! `tether serve` runs the gateway: with no arguments on `127.0.0.1:8080`, with the built-in
 //! page, pub/sub at `/ws`, echo at `/echo` and the demo feeds. `--config tether.toml` reads a
 //! config file (see `tether.example.toml`); flags and `TETHER_*` variables override it.
+//!
+//! `tether connect`, `tether pub` and `tether sub` are clients: a WebSocket client for
+//! terminals and pipes (and a TCP-over-WebSocket tunnel with `--listen-tcp`), and the two
+//! ends of the gateway's pub/sub protocol.
 #![forbid(unsafe_code)]
+
+mod client_args;
+mod connect;
+mod exit;
+mod help;
+mod listen_tcp;
+mod publish;
+mod session;
+mod sub;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -13,9 +26,10 @@ use clap::{Args, Parser, Subcommand};
 use tether_gateway::config::RouteKind;
 use tether_gateway::{Gateway, GatewayConfig, Overrides};
 
-/// Tether: a WebSocket gateway with pages, pub/sub, echo, TLS and an HTTP API on one port.
+/// Tether: a WebSocket gateway with pages, pub/sub, echo, TLS and an HTTP API on one port,
+/// and the clients to talk to it (or to any WebSocket server).
 #[derive(Debug, Parser)]
-#[command(name = "tether", version)]
+#[command(name = "tether", version, after_long_help = help::MAIN_EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,6 +39,15 @@ struct Cli {
 enum Command {
     /// Run the gateway until Ctrl-C or SIGTERM, then close every connection gracefully.
     Serve(ServeArgs),
+    /// Talk to a WebSocket server: stdin lines out as messages, messages in to stdout.
+    #[command(after_long_help = help::CONNECT_HELP)]
+    Connect(connect::ConnectArgs),
+    /// Publish messages to a topic of the gateway (tether.pubsub.v1).
+    #[command(name = "pub", after_long_help = help::PUB_HELP)]
+    Pub(publish::PubArgs),
+    /// Print the messages of topics, resuming after reconnects without gap or duplicate.
+    #[command(after_long_help = help::SUB_HELP)]
+    Sub(sub::SubArgs),
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +90,34 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Connect(args) => match args.listen_tcp.clone() {
+            Some(listen) => client(listen_tcp::run(args, &listen)),
+            None => client(connect::run(args)),
+        },
+        Command::Pub(args) => client(publish::run(args)),
+        Command::Sub(args) => client(sub::run(args)),
+    }
+}
+
+/// Runs a client command to its end and turns its outcome into the exit status.
+fn client(command: impl std::future::Future<Output = Result<(), exit::Failure>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tether: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(command);
+    // Threads still blocked reading stdin must not hold the exit.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
     }
 }
 
@@ -183,7 +234,9 @@ mod tests {
     #[test]
     fn serve_takes_no_required_arguments() {
         let cli = Cli::try_parse_from(["tether", "serve"]).unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve: {:?}", cli.command)
+        };
         assert!(args.config.is_none() && !args.no_demo);
     }
 }

@@ -261,7 +261,7 @@ fn bad_config_files_stop_startup_naming_the_key() {
         (
             "kind.toml",
             "[[routes]]\npath = \"/ws\"\nkind = \"pubsub\"\n[[routes]]\npath = \"/x\"\nkind = \"foo\"\n",
-            "routes[1].kind: unknown kind \"foo\", expected pubsub, echo or bridge (line 6, column 8)",
+            "routes[1].kind: unknown kind \"foo\", expected pubsub, echo, bridge or proxy (line 6, column 8)",
         ),
         (
             "unknown.toml",

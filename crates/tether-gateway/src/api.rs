@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `POST /api/publish/{topic}[?key=K]`, body = payload | 200 `{"topic","epoch","offset"}`; 400 bad topic, 401/403, 413 too large |
 //! | `GET /api/topics` | 200 `{"topics": [{"topic","subscribers","epoch","offset","retained"}]}` |
+//! | `GET /api/routes` | 200 what the gateway serves ([`crate::directory`]) |
 //! | `GET /healthz` | 200 `{"status":"ok"}`, 503 when degraded or shutting down |
 //! | `GET /metrics` | Prometheus text |
 
@@ -38,6 +39,7 @@ where
         "/healthz" => health(state, req.method()),
         "/metrics" => metrics(state, req.method()),
         "/api/topics" => topics(state, &req),
+        "/api/routes" => crate::directory::routes(state, req.method()),
         _ => match path.strip_prefix("/api/publish/") {
             Some(topic) => publish(state, topic, req).await,
             None => response::json_error(StatusCode::NOT_FOUND, "no such API endpoint"),

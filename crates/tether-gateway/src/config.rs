@@ -2,11 +2,12 @@
 //! read into [`GatewayConfig`] and checked before anything starts.
 //!
 //! Errors name the key and the problem, e.g. `routes[1].kind: unknown kind "foo", expected
-//! pubsub, echo or bridge (line 9, column 8)`.
+//! pubsub, echo, bridge or proxy (line 9, column 8)`.
 
 mod auth;
 mod bridge;
 mod limits;
+pub mod proxy;
 mod routes;
 pub mod units;
 
@@ -263,6 +264,9 @@ impl GatewayConfig {
             let bridge = &mut route.bridge;
             bridge.token_file.iter_mut().for_each(resolve);
             bridge.tls_ca_file.iter_mut().for_each(resolve);
+            if let Some(ca) = route.upstream_ca_file.as_mut() {
+                resolve(ca);
+            }
         }
         if let Some(key) = self
             .auth

@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::metered::Metered;
 use crate::metrics::Refusal;
+use crate::proxy::ClientScheme;
 use crate::request::LocalAddr;
 use crate::routes;
 use crate::server::State;
@@ -30,11 +31,11 @@ pub(crate) async fn serve(
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().ok().map(LocalAddr);
     match tls {
-        None => serve_http(state, tcp, peer, local).await,
+        None => serve_http(state, tcp, peer, local, false).await,
         Some(acceptor) => {
             let timeout = state.limits.handshake_timeout;
             match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_http(state, stream, peer, local).await,
+                Ok(Ok(stream)) => serve_http(state, stream, peer, local, true).await,
                 Ok(Err(e)) => {
                     state.metrics.refused(Refusal::Tls);
                     tracing::debug!(%peer, "TLS handshake failed: {e}");
@@ -49,8 +50,15 @@ pub(crate) async fn serve(
 }
 
 /// HTTP/1.1 on `io` until it ends; on shutdown, finishes the request in flight and closes.
-async fn serve_http<S>(state: Arc<State>, io: S, peer: SocketAddr, local: Option<LocalAddr>)
-where
+/// `local`: the listener's address (for bridges' PROXY headers); `secure`: `io` is TLS (said
+/// to proxied upstreams in `X-Forwarded-Proto`).
+async fn serve_http<S>(
+    state: Arc<State>,
+    io: S,
+    peer: SocketAddr,
+    local: Option<LocalAddr>,
+    secure: bool,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = TokioIo::new(Metered::new(io, state.metrics.clone()));
@@ -72,6 +80,7 @@ where
         if let Some(local) = local {
             req.extensions_mut().insert(local);
         }
+        req.extensions_mut().insert(ClientScheme { secure });
         routes::handle(service_state.clone(), req, peer)
     });
     let connection = builder.serve_connection(io, service).with_upgrades();

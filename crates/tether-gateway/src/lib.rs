@@ -25,7 +25,7 @@
 //!                 upgrade to a route path ──> websocket: handshake, Origin, token, limits
 //!                                               ──> pubsub: hub.serve | echo
 //!                                               ──> bridge: TCP (TLS?) to a backend
-//!                 anything else ──> static_files (built-in page or a directory)
+//!                 anything else ──> static_files (built-in pages or a directory)
 //! ```
 //!
 //! Every task is tracked; on shutdown the gateway stops accepting, WebSocket sessions send close
@@ -38,12 +38,16 @@ mod bridge;
 pub mod config;
 mod connection;
 mod demo;
+mod directory;
 mod echo;
 pub mod hub;
+pub mod inspect;
 mod limiter;
 mod metered;
 mod metrics;
+mod pages;
 pub mod protocol;
+mod proxy;
 mod request;
 mod response;
 mod routes;

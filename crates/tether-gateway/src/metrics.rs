@@ -103,6 +103,8 @@ pub(crate) struct Metrics {
     routes: Vec<(RouteKind, RouteCounters)>,
     /// The counters of each bridge route, by path.
     bridges: Mutex<Vec<Arc<BridgeMetrics>>>,
+    /// The proxy routes' upstream counters.
+    pub(crate) proxy: crate::proxy::ProxyMetrics,
 }
 
 impl Metrics {
@@ -120,6 +122,7 @@ impl Metrics {
                 .map(|k| (k, RouteCounters::default()))
                 .collect(),
             bridges: Mutex::default(),
+            proxy: Default::default(),
         }
     }
 
@@ -278,6 +281,7 @@ impl Metrics {
         );
         let bridges = self.bridges.lock().unwrap_or_else(|p| p.into_inner());
         crate::bridge::metrics::render(&bridges, out);
+        self.proxy.render(out);
     }
 }
 

@@ -311,6 +311,7 @@ pub enum ServerMessage {
     Message(Delivery),
 }
 
+pub mod resume;
 mod server;
 
 pub use server::{Ack, Delivery, ErrorReply, TopicStatus};

@@ -6,6 +6,9 @@
 //! 3. A plain request to a route's path: the page at that path if there is one (so `/` can be
 //!    both a page and an echo route), else 426 Upgrade Required.
 //! 4. Anything else: the pages ([`crate::static_files`]).
+//!
+//! Below a proxy route's path, upgrades and plain requests alike go to its upstream
+//! ([`crate::proxy`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,7 +19,10 @@ use http::header::{HeaderValue, UPGRADE};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Body as HttpBody;
 
-use crate::response::{self, Body};
+use http_body_util::Either;
+
+use crate::proxy::{self, ProxiedBody};
+use crate::response;
 use crate::server::State;
 use crate::{api, websocket};
 
@@ -25,22 +31,35 @@ pub(crate) async fn handle<B>(
     state: Arc<State>,
     req: Request<B>,
     peer: SocketAddr,
-) -> Result<Response<Body>, Infallible>
+) -> Result<Response<ProxiedBody>, Infallible>
 where
-    B: HttpBody<Data = Bytes>,
+    B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     state.metrics.request();
     let path = req.uri().path().to_string();
     if api::is_api_path(&path) {
-        return Ok(api::handle(&state, req).await);
+        return Ok(api::handle(&state, req).await.map(Either::Left));
     }
     let route = websocket::find(&state.routes, &path);
-    if tether::upgrade::is_upgrade_request(&req) {
+    let upgrade = tether::upgrade::is_upgrade_request(&req);
+    if let Some(route) = route
+        && let Some(upstream) = &route.upstream
+    {
+        return Ok(if upgrade {
+            proxy::upgrade(&state, route, upstream, req, peer)
+                .await
+                .map(Either::Left)
+        } else {
+            proxy::forward_http(&state, route, upstream, req, peer).await
+        });
+    }
+    if upgrade {
         return Ok(match route {
             Some(route) => websocket::upgrade(&state, route, req, peer).await,
             None => response::text(StatusCode::NOT_FOUND, "no WebSocket route at this path"),
-        });
+        }
+        .map(Either::Left));
     }
     if route.is_some()
         && !(matches!(*req.method(), Method::GET | Method::HEAD) && state.statics.has(&path).await)
@@ -59,10 +78,11 @@ where
             http::header::SEC_WEBSOCKET_VERSION,
             HeaderValue::from_static("13"),
         );
-        return Ok(response);
+        return Ok(response.map(Either::Left));
     }
     Ok(state
         .statics
         .serve(req.method(), &path, req.headers())
-        .await)
+        .await
+        .map(Either::Left))
 }

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::shutdown::Tasks;
 use crate::static_files::StaticFiles;
 use crate::websocket::Route;
-use crate::{connection, demo, tls};
+use crate::{connection, demo, pages, tls};
 
 /// Why the gateway cannot start.
 #[derive(Debug)]
@@ -112,6 +112,9 @@ impl Gateway {
         if config.demo {
             demo::add_topic_policies(&mut config.hub);
         }
+        if config.static_files.root.is_none() {
+            pages::add_topic_policies(&mut config.hub);
+        }
         let auth = Authenticator::new(&config.auth)?;
         let statics = StaticFiles::new(&config.static_files)?;
         let tls_only = config.tls.as_ref().is_some_and(|t| t.only);
@@ -131,7 +134,10 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, r) in config.routes.iter().enumerate() {
-            let mut route = Route::new(r, config.allowed_origins.as_ref(), &connection_config);
+            let mut route = Route::new(r, config.allowed_origins.as_ref(), &connection_config)
+                .map_err(|(key, problem)| {
+                    ConfigError::new(format!("routes[{i}].{key}"), problem)
+                })?;
             if r.kind == RouteKind::Bridge {
                 let bridge = BridgeRoute::new(r, &format!("routes[{i}]"))?;
                 metrics.add_bridge(bridge.metrics.clone());

@@ -1,4 +1,5 @@
-//! Pages: the built-in demo page, or files from a directory, with traversal refused.
+//! Pages: the built-in pages ([`crate::pages`]), or files from a directory, with traversal
+//! refused. `/tether.js` is served beside a directory that has none of its own.
 
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -8,18 +9,16 @@ use http::header::{CACHE_CONTROL, CONTENT_LENGTH, ETAG, HeaderValue, IF_NONE_MAT
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use crate::config::{ConfigError, StaticConfig};
+use crate::pages;
 use crate::request::percent_decode;
 use crate::response::{self, Body};
 
-/// The built-in page, embedded in the binary.
-const BUILT_IN_PAGE: &str = include_str!("pages/index.html");
-
 /// Where pages come from.
 pub(crate) enum StaticFiles {
-    /// The built-in page at `/` and `/index.html`.
+    /// The built-in pages ([`pages::ASSETS`]).
     BuiltIn {
-        /// Validator of the embedded page.
-        etag: String,
+        /// Validators of the embedded files, in the order of [`pages::ASSETS`].
+        etags: Vec<String>,
     },
     /// Files under `root` (canonical), `index` for directories.
     Directory {
@@ -44,7 +43,10 @@ impl StaticFiles {
     pub(crate) fn new(config: &StaticConfig) -> Result<Self, ConfigError> {
         let Some(root) = &config.root else {
             return Ok(StaticFiles::BuiltIn {
-                etag: format!("\"{:016x}\"", fnv1a(BUILT_IN_PAGE.as_bytes())),
+                etags: pages::ASSETS
+                    .iter()
+                    .map(|a| built_in_etag(a.body))
+                    .collect(),
             });
         };
         let canonical = root
@@ -73,17 +75,26 @@ impl StaticFiles {
             return response::method_not_allowed("GET, HEAD");
         }
         let (body, content_type, etag) = match self {
-            StaticFiles::BuiltIn { etag } => {
-                if raw_path != "/" && raw_path != "/index.html" {
+            StaticFiles::BuiltIn { etags } => {
+                let Some(i) = pages::find(raw_path) else {
                     return not_found();
-                }
+                };
+                let asset = &pages::ASSETS[i];
                 (
-                    Bytes::from_static(BUILT_IN_PAGE.as_bytes()),
-                    "text/html; charset=utf-8",
-                    etag.clone(),
+                    Bytes::from_static(asset.body),
+                    asset.content_type,
+                    etags[i].clone(),
                 )
             }
             StaticFiles::Directory { root, index } => match lookup(root, index, raw_path).await {
+                Lookup::NotFound if raw_path == pages::CLIENT_PATH => {
+                    let asset = &pages::ASSETS[pages::find(raw_path).unwrap_or_default()];
+                    (
+                        Bytes::from_static(asset.body),
+                        asset.content_type,
+                        built_in_etag(asset.body),
+                    )
+                }
                 Lookup::File(path) => {
                     let Ok((body, etag)) = read(&path).await else {
                         return not_found();
@@ -132,9 +143,10 @@ impl StaticFiles {
     /// Whether a `GET` of `raw_path` would find a page.
     pub(crate) async fn has(&self, raw_path: &str) -> bool {
         match self {
-            StaticFiles::BuiltIn { .. } => raw_path == "/" || raw_path == "/index.html",
+            StaticFiles::BuiltIn { .. } => pages::find(raw_path).is_some(),
             StaticFiles::Directory { root, index } => {
-                matches!(lookup(root, index, raw_path).await, Lookup::File(_))
+                raw_path == pages::CLIENT_PATH
+                    || matches!(lookup(root, index, raw_path).await, Lookup::File(_))
             }
         }
     }
@@ -242,7 +254,12 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// FNV-1a, 64 bits: a stable validator for the embedded page.
+/// The strong validator of an embedded file.
+fn built_in_etag(body: &[u8]) -> String {
+    format!("\"{:016x}\"", fnv1a(body))
+}
+
+/// FNV-1a, 64 bits: a stable validator for the embedded files.
 fn fnv1a(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)

@@ -8,12 +8,16 @@ use http::Request;
 use tether::AcceptOptions;
 
 use crate::bridge::{self, BridgeRoute};
+use crate::config::proxy::ProxySettings;
 use crate::config::{RouteConfig, RouteKind};
-use crate::echo;
+use crate::hub::Permissions;
+use crate::limiter::Permit;
 use crate::metrics::Refusal;
+use crate::proxy::Upstream;
 use crate::request::bearer_token;
 use crate::response::{self, Body};
 use crate::server::State;
+use crate::{echo, inspect};
 
 /// A WebSocket route, ready to accept.
 pub(crate) struct Route {
@@ -29,16 +33,19 @@ pub(crate) struct Route {
     pub(crate) connection_config: tether::Config,
     /// A bridge route's targets, TLS and counters (set by the server for `kind = "bridge"`).
     pub(crate) bridge: Option<Arc<BridgeRoute>>,
+    /// The upstream of a proxy route.
+    pub(crate) upstream: Option<Arc<Upstream>>,
 }
 
 impl Route {
     /// The route of `config`; `default_origins` applies when the route names none, and
-    /// `connection_config` holds the gateway-wide engine limits.
+    /// `connection_config` holds the gateway-wide engine limits. Errors (a proxy route's
+    /// certificate file) name the key below `routes[i]`.
     pub(crate) fn new(
         config: &RouteConfig,
         default_origins: Option<&Vec<String>>,
         connection_config: &tether::Config,
-    ) -> Self {
+    ) -> Result<Self, (&'static str, String)> {
         let mut connection_config = connection_config.clone();
         if config.kind == RouteKind::Pubsub {
             if let Some(deflate) = connection_config.deflate.as_mut() {
@@ -55,7 +62,11 @@ impl Route {
             // already (VNC, ICA, TLS): compressing them again costs CPU for nothing.
             connection_config.deflate = None;
         }
-        Route {
+        let upstream = match ProxySettings::of(config) {
+            Some(settings) => Some(Arc::new(Upstream::new(&settings)?)),
+            None => None,
+        };
+        Ok(Route {
             path: config.path.clone(),
             prefix: config.kind.matches_prefix(),
             kind: config.kind,
@@ -69,7 +80,8 @@ impl Route {
             },
             connection_config,
             bridge: None,
-        }
+            upstream,
+        })
     }
 }
 
@@ -133,35 +145,9 @@ pub(crate) async fn upgrade<B>(
     {
         return refuse(why, refusal);
     }
-    if state.tasks.is_shutting_down() {
-        return refuse(
-            Refusal::ShuttingDown,
-            response::unavailable("the server is shutting down"),
-        );
-    }
-    let token = bearer_token(req.headers(), req.uri().query());
-    // A bridge token is a credential of its own: it names the target and is checked below.
-    let token_bridge = route.bridge.as_ref().is_some_and(|b| b.uses_tokens());
-    let authenticated = match token_bridge {
-        true => Ok(crate::hub::Permissions::allow_all()),
-        false => state.auth.authenticate(token.as_deref()),
-    };
-    let permissions = match authenticated {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::debug!(%peer, path = %route.path, "unauthorized: {e}");
-            return refuse(
-                Refusal::Unauthorized,
-                response::unauthorized(&e, token.is_some()),
-            );
-        }
-    };
-    let permit = match state.limiter.try_acquire(peer.ip()) {
-        Ok(permit) => permit,
-        Err(why) => {
-            tracing::debug!(%peer, "connection limit reached: {why:?}");
-            return refuse(why, response::unavailable("too many connections"));
-        }
+    let (permissions, permit) = match admit(state, route, &req, peer) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return *refusal,
     };
     // After the limits, so one client's handshakes cannot run unbounded DNS lookups.
     let admitted = match &route.bridge {
@@ -175,6 +161,10 @@ pub(crate) async fn upgrade<B>(
         }
     };
     let kind = route.kind;
+    let inspected = match kind {
+        RouteKind::Echo => inspect::Handshake::of(&req, &response, peer, &route.connection_config),
+        _ => None,
+    };
     let session_state = state.clone();
     state.tasks.spawn(async move {
         let state = session_state;
@@ -193,16 +183,67 @@ pub(crate) async fn upgrade<B>(
         let shutdown = state.tasks.shutdown_signal();
         match kind {
             RouteKind::Pubsub => state.hub.serve(ws, permissions, shutdown).await,
-            RouteKind::Echo => echo::serve(ws, shutdown, &state.metrics).await,
+            RouteKind::Echo => match inspected {
+                Some(handshake) => inspect::serve(ws, handshake, shutdown, &state.metrics).await,
+                None => echo::serve(ws, shutdown, &state.metrics).await,
+            },
             RouteKind::Bridge => {
                 if let Some((bridge, admitted)) = admitted {
                     let close_timeout = state.limits.close_timeout;
                     bridge::serve(ws, bridge, admitted, shutdown, close_timeout).await;
                 }
             }
+            // Proxy routes upgrade in `crate::proxy`, which answers only after the upstream.
+            RouteKind::Proxy => tracing::error!("proxy route upgraded as a local service"),
         }
     });
     response
+}
+
+/// The checks every route makes after the handshake itself: shutdown in progress (503), the
+/// token (401), the connection limits (503). On success, the client's permissions and its
+/// connection permit; else the refusal to send (and counted).
+pub(crate) fn admit<B>(
+    state: &Arc<State>,
+    route: &Route,
+    req: &Request<B>,
+    peer: SocketAddr,
+) -> Result<(Permissions, Permit), Box<http::Response<Body>>> {
+    let refuse = |why: Refusal, response: http::Response<Body>| {
+        state.metrics.refused(why);
+        Box::new(response)
+    };
+    if state.tasks.is_shutting_down() {
+        return Err(refuse(
+            Refusal::ShuttingDown,
+            response::unavailable("the server is shutting down"),
+        ));
+    }
+    let token = bearer_token(req.headers(), req.uri().query());
+    // A bridge token is a credential of its own: it names the target and is checked after
+    // the limits (`bridge::BridgeRoute::admit_request`).
+    let token_bridge = route.bridge.as_ref().is_some_and(|b| b.uses_tokens());
+    let authenticated = match token_bridge {
+        true => Ok(Permissions::allow_all()),
+        false => state.auth.authenticate(token.as_deref()),
+    };
+    let permissions = match authenticated {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(%peer, path = %route.path, "unauthorized: {e}");
+            return Err(refuse(
+                Refusal::Unauthorized,
+                response::unauthorized(&e, token.is_some()),
+            ));
+        }
+    };
+    match state.limiter.try_acquire(peer.ip()) {
+        Ok(permit) => Ok((permissions, permit)),
+        Err(why) => {
+            tracing::debug!(%peer, "connection limit reached: {why:?}");
+            Err(refuse(why, response::unavailable("too many connections")))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -214,7 +255,8 @@ mod tests {
             &RouteConfig::new(path, RouteKind::Echo),
             None,
             &tether::Config::default(),
-        );
+        )
+        .unwrap();
         route.prefix = prefix;
         route
     }

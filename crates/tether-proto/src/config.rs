@@ -39,6 +39,16 @@ pub struct Config {
     /// Accept unmasked frames from a client (server role) or masked frames from a server
     /// (client role). Default `false`: RFC 6455 §5.1 requires failing the connection.
     pub dangerous_accept_wrong_masking: bool,
+    /// When the peer breaks a rule, leave sending the close frame to the application instead
+    /// of queuing it at once. Default `false`.
+    ///
+    /// [`crate::Connection::poll_event`] still returns the error and the engine stops reading
+    /// at once, but the connection stays [`crate::State::Open`] for sending until the
+    /// application calls [`crate::Connection::close`], which then fails the connection
+    /// (RFC 6455 §7.1.7: the close frame goes out, nothing more is awaited). This is for
+    /// intermediaries: a proxy first delivers what the other side sent in answer to the
+    /// messages before the violation, then the close with the error's code.
+    pub deferred_failure_close: bool,
 }
 
 impl Default for Config {
@@ -53,6 +63,7 @@ impl Default for Config {
             auto_pong: true,
             deflate: Some(DeflateConfig::default()),
             dangerous_accept_wrong_masking: false,
+            deferred_failure_close: false,
         }
     }
 }

@@ -4,12 +4,40 @@ use http::Uri;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use tether_proto::handshake::{self, ClientRequest, Response};
+use tether_proto::handshake::{self, ClientHandshakeError, ClientRequest, Response};
 use tether_proto::{Config, Connection};
 
 use crate::stream::MaybeTlsStream;
 use crate::websocket::Negotiated;
-use crate::{Error, WebSocket};
+use crate::{Error, RefusedHandshake, WebSocket};
+
+/// Resolves `host` and connects to its addresses in turn (RFC 6455 §4.1: "the client MUST
+/// open a connection to the host"), naming every address tried when all fail.
+async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, Error> {
+    let addresses: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| Error::Resolve {
+            host: host.to_string(),
+            source,
+        })?
+        .collect();
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "the name resolved to no address",
+    );
+    for address in &addresses {
+        match TcpStream::connect(address).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = e,
+        }
+    }
+    Err(Error::Connect {
+        host: host.to_string(),
+        port,
+        tried: addresses,
+        source: last,
+    })
+}
 
 /// Connects to a `ws://` or `wss://` URL with the default configuration.
 pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream<TcpStream>>, Response), Error> {
@@ -135,6 +163,27 @@ impl ClientBuilder {
         self
     }
 
+    /// Trusts every certificate of a PEM text (`-----BEGIN CERTIFICATE-----` blocks) as a
+    /// root for wss, besides the webpki roots. Fails when the text holds no certificate.
+    #[cfg(feature = "tls")]
+    pub fn add_root_certificates_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
+        self.tls
+            .extra_roots
+            .extend(crate::tls::certificates_from_pem(pem)?);
+        Ok(self)
+    }
+
+    /// **Dangerous**: for wss, accepts any server certificate (self-signed, expired, issued
+    /// for another name) instead of checking it against the trusted roots. The connection is
+    /// encrypted but the server is not authenticated, so anyone on the path can read and
+    /// change the traffic. For testing against servers with throwaway certificates only
+    /// (`tether connect --insecure`). Named after rustls's `dangerous()` configuration.
+    #[cfg(feature = "tls")]
+    pub fn dangerous_accept_invalid_certificates(mut self, accept: bool) -> Self {
+        self.tls.dangerous_accept_invalid_certificates = accept;
+        self
+    }
+
     /// Uses this rustls configuration for wss instead of the default one.
     #[cfg(feature = "tls")]
     pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
@@ -144,29 +193,27 @@ impl ClientBuilder {
 
     /// Opens the TCP connection (and TLS for wss) and performs the opening handshake.
     pub async fn connect(self) -> Result<(WebSocket<MaybeTlsStream<TcpStream>>, Response), Error> {
+        let stream = self.open_transport().await?;
+        self.connect_on(stream).await
+    }
+
+    /// Opens the transport only: resolves the host ([`Error::Resolve`]), connects over TCP to
+    /// its addresses in turn ([`Error::Connect`]) and, for wss, does the TLS handshake
+    /// ([`Error::Tls`]). Finish with [`connect_on`](Self::connect_on), possibly through a
+    /// wrapper such as [`trace::Traced`](crate::trace::Traced).
+    pub async fn open_transport(&self) -> Result<MaybeTlsStream<TcpStream>, Error> {
         let target = parse_url(&self.url)?;
-        let tcp = TcpStream::connect((target.host.as_str(), target.port))
-            .await
-            .map_err(|e| {
-                Error::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("connecting to {}:{}: {e}", target.host, target.port),
-                ))
-            })?;
+        let tcp = connect_tcp(&target.host, target.port).await?;
         let _ = tcp.set_nodelay(true);
-        let stream = if target.secure {
+        if target.secure {
             #[cfg(feature = "tls")]
-            {
-                MaybeTlsStream::Tls(Box::new(
-                    crate::tls::connect(&self.tls, &target.host, tcp).await?,
-                ))
-            }
+            return Ok(MaybeTlsStream::Tls(Box::new(
+                crate::tls::connect(&self.tls, &target.host, tcp).await?,
+            )));
             #[cfg(not(feature = "tls"))]
             return Err(Error::Url("wss:// needs the `tls` feature".into()));
-        } else {
-            MaybeTlsStream::Plain(tcp)
-        };
-        self.handshake_with_target(stream, &target).await
+        }
+        Ok(MaybeTlsStream::Plain(tcp))
     }
 
     /// Performs the opening handshake over an already connected `stream` (the URL supplies
@@ -207,8 +254,34 @@ impl ClientBuilder {
             {
                 return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
-            if let Some(parsed) = pending.parse_response(&buf, &self.config)? {
-                break parsed;
+            match pending.parse_response(&buf, &self.config) {
+                Ok(Some(parsed)) => break parsed,
+                Ok(None) => {}
+                Err(ClientHandshakeError::NotSwitchingProtocols {
+                    status,
+                    reason,
+                    headers,
+                }) => {
+                    let after_head = buf
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(&[][..], |end| &buf[end + 4..]);
+                    let (body, body_truncated) = crate::refused::read_body(
+                        &mut stream,
+                        &headers,
+                        after_head,
+                        self.config.close_timeout,
+                    )
+                    .await;
+                    return Err(Error::HandshakeRefused(Box::new(RefusedHandshake {
+                        status,
+                        reason,
+                        headers,
+                        body,
+                        body_truncated,
+                    })));
+                }
+                Err(e) => return Err(e.into()),
             }
         };
         let negotiated = Negotiated {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 
 use tether_proto::handshake::{ClientHandshakeError, HandshakeError};
 use tether_proto::{ProtocolError, SendError};
@@ -20,7 +21,8 @@ pub enum Error {
     Handshake(HandshakeError),
     /// The application refused the opening handshake with this status.
     Rejected(u16),
-    /// The server's answer to our opening handshake failed a check.
+    /// The server's answer to our opening handshake failed a check. (A status other than 101
+    /// is [`Error::HandshakeRefused`] instead, with the response's body.)
     ClientHandshake(ClientHandshakeError),
     /// The transport closed before the closing handshake finished (close code 1006).
     AbnormalClosure,
@@ -30,6 +32,27 @@ pub enum Error {
     IdleTimeout,
     /// The URL cannot be used to connect.
     Url(String),
+    /// The URL's host name could not be resolved to an address (DNS).
+    Resolve {
+        /// The host name.
+        host: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
+    /// No TCP connection could be opened to any address of the host.
+    Connect {
+        /// The host as given in the URL.
+        host: String,
+        /// The port.
+        port: u16,
+        /// Every address tried, in order.
+        tried: Vec<SocketAddr>,
+        /// The error of the last address tried.
+        source: io::Error,
+    },
+    /// The server answered the opening handshake with a status other than 101; its status,
+    /// headers and body are here.
+    HandshakeRefused(Box<crate::RefusedHandshake>),
     /// TLS setup failed.
     #[cfg(feature = "tls")]
     Tls(rustls::Error),
@@ -53,6 +76,21 @@ impl fmt::Display for Error {
             Error::ConnectionClosed => f.write_str("connection closed"),
             Error::IdleTimeout => f.write_str("no data from the peer within the idle timeout"),
             Error::Url(why) => write!(f, "bad URL: {why}"),
+            Error::Resolve { host, source } => write!(f, "cannot resolve {host}: {source}"),
+            Error::Connect {
+                host,
+                port,
+                tried,
+                source,
+            } => {
+                write!(f, "cannot connect to {host}:{port}")?;
+                let tried: Vec<String> = tried.iter().map(ToString::to_string).collect();
+                if !tried.is_empty() && tried != [format!("{host}:{port}")] {
+                    write!(f, " (tried {})", tried.join(", "))?;
+                }
+                write!(f, ": {source}")
+            }
+            Error::HandshakeRefused(refused) => write!(f, "handshake refused: {refused}"),
             #[cfg(feature = "tls")]
             Error::Tls(e) => write!(f, "TLS error: {e}"),
         }
@@ -67,6 +105,7 @@ impl std::error::Error for Error {
             Error::Send(e) => Some(e),
             Error::Handshake(e) => Some(e),
             Error::ClientHandshake(e) => Some(e),
+            Error::Resolve { source, .. } | Error::Connect { source, .. } => Some(source),
             #[cfg(feature = "tls")]
             Error::Tls(e) => Some(e),
             _ => None,

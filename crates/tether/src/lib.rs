@@ -30,7 +30,9 @@
 //!
 //! - [`accept_with`] lets the application see the request, choose subprotocols, refuse with a
 //!   status or add response headers; [`upgrade::upgrade`] does the same for a hyper 1 request.
-//! - [`ClientBuilder`] sets subprotocols, headers, limits, compression and TLS roots.
+//! - [`ClientBuilder`] sets subprotocols, headers, limits, compression and TLS roots; a
+//!   refused handshake comes back as [`Error::HandshakeRefused`] with the status and body.
+//! - [`trace::Traced`] shows the handshake and every frame header on the wire.
 //! - Limits live in [`Config`]; sending waits while `max_outbound_buffer` bytes are queued.
 #![forbid(unsafe_code)]
 
@@ -38,17 +40,20 @@ pub mod client;
 mod driver;
 mod error;
 mod keepalive;
+mod refused;
 pub mod server;
 mod split;
 mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod trace;
 #[cfg(feature = "hyper")]
 pub mod upgrade;
 mod websocket;
 
 pub use client::{ClientBuilder, connect};
 pub use error::Error;
+pub use refused::{MAX_REFUSED_BODY, RefusedHandshake};
 pub use server::{Rejection, accept, accept_with};
 pub use split::{ReadHalf, WriteHalf};
 pub use stream::MaybeTlsStream;

@@ -8,7 +8,6 @@ use tether::{
     AcceptOptions, ClientBuilder, CloseCode, CloseFrame, Config, Error, Message, Rejection,
     WebSocket,
 };
-use tether_proto::handshake::ClientHandshakeError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::net::TcpListener;
 
@@ -166,8 +165,12 @@ async fn rejection_by_the_application_reaches_the_client_with_its_status() {
         .await
         .unwrap_err();
     match err {
-        Error::ClientHandshake(ClientHandshakeError::NotSwitchingProtocols { status, .. }) => {
-            assert_eq!(status, 401)
+        Error::HandshakeRefused(refused) => {
+            assert_eq!(refused.status, 401);
+            assert!(
+                refused.body_text().contains("no token for /private"),
+                "{refused:?}"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }

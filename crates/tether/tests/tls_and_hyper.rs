@@ -76,6 +76,94 @@ async fn wss_refuses_an_untrusted_certificate() {
     server.await.unwrap();
 }
 
+/// An echo server on wss with a self-signed certificate for `localhost`; serves one client.
+async fn one_wss_echo() -> (u16, Vec<u8>, tokio::task::JoinHandle<()>) {
+    let (tls, cert_der) = server_tls_config();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let Ok(stream) = tokio_rustls::TlsAcceptor::from(tls).accept(tcp).await else {
+            return;
+        };
+        let mut ws = tether::accept(stream).await.unwrap();
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_data() {
+                ws.send(msg).await.unwrap();
+            }
+        }
+    });
+    (port, cert_der, server)
+}
+
+#[tokio::test]
+async fn wss_dangerous_accept_invalid_certificates_takes_a_self_signed_one_for_another_name() {
+    let (port, _, server) = one_wss_echo().await;
+    // 127.0.0.1 is not a name in the certificate, and nothing trusts it: accepted anyway.
+    let (mut ws, _) = ClientBuilder::new(format!("wss://127.0.0.1:{port}/"))
+        .dangerous_accept_invalid_certificates(true)
+        .connect()
+        .await
+        .unwrap();
+    ws.send(Message::text("unverified")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("unverified")
+    );
+    ws.close(None).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn wss_trusts_roots_from_pem_and_still_checks_the_name() {
+    let (port, cert_der, server) = one_wss_echo().await;
+    let pem = pem_of(&cert_der);
+    let (mut ws, _) = ClientBuilder::new(format!("wss://localhost:{port}/"))
+        .add_root_certificates_pem(pem.as_bytes())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    ws.close(None).await.unwrap();
+    server.await.unwrap();
+
+    let (port, cert_der, server) = one_wss_echo().await;
+    let err = ClientBuilder::new(format!("wss://127.0.0.1:{port}/"))
+        .add_root_certificates_pem(pem_of(&cert_der).as_bytes())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Tls(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                    | rustls::CertificateError::NotValidForNameContext { .. }
+            ))
+        ),
+        "{err:?}"
+    );
+    server.await.unwrap();
+    assert!(
+        ClientBuilder::new("wss://localhost/")
+            .add_root_certificates_pem(b"no certificate here")
+            .is_err()
+    );
+}
+
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in text.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
 #[tokio::test]
 async fn hyper_serves_http_and_websocket_on_one_port() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

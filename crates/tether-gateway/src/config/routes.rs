@@ -21,11 +21,14 @@ pub enum RouteKind {
     /// Each connection opens a TCP connection to a backend and carries its bytes in binary
     /// messages both ways (`crate::bridge`).
     Bridge,
+    /// A reverse proxy: WebSockets and plain HTTP requests below the route's path go to the
+    /// route's `upstream` (`crate::proxy`).
+    Proxy,
 }
 
 impl RouteKind {
     /// The names accepted in `kind = "..."`, in the order error messages list them.
-    pub const NAMES: &'static [&'static str] = &["pubsub", "echo", "bridge"];
+    pub const NAMES: &'static [&'static str] = &["pubsub", "echo", "bridge", "proxy"];
 
     /// The kind named `name` in a config file.
     pub fn from_name(name: &str) -> Option<RouteKind> {
@@ -33,6 +36,7 @@ impl RouteKind {
             "pubsub" => Some(RouteKind::Pubsub),
             "echo" => Some(RouteKind::Echo),
             "bridge" => Some(RouteKind::Bridge),
+            "proxy" => Some(RouteKind::Proxy),
             _ => None,
         }
     }
@@ -43,6 +47,7 @@ impl RouteKind {
             RouteKind::Pubsub => "pubsub",
             RouteKind::Echo => "echo",
             RouteKind::Bridge => "bridge",
+            RouteKind::Proxy => "proxy",
         }
     }
 
@@ -52,7 +57,7 @@ impl RouteKind {
     pub fn matches_prefix(self) -> bool {
         match self {
             RouteKind::Pubsub | RouteKind::Echo => false,
-            RouteKind::Bridge => true,
+            RouteKind::Bridge | RouteKind::Proxy => true,
         }
     }
 
@@ -60,8 +65,9 @@ impl RouteKind {
     pub fn default_subprotocols(self) -> Vec<String> {
         match self {
             RouteKind::Pubsub => vec![SUBPROTOCOL.to_string()],
-            RouteKind::Echo => Vec::new(),
+            RouteKind::Echo => vec![crate::inspect::SUBPROTOCOL.to_string()],
             RouteKind::Bridge => vec![BINARY_SUBPROTOCOL.to_string()],
+            RouteKind::Proxy => Vec::new(),
         }
     }
 }
@@ -89,7 +95,8 @@ pub struct RouteConfig {
     /// The service behind the path.
     pub kind: RouteKind,
     /// Subprotocols the route speaks, most preferred first. Default: the kind's own
-    /// (`["tether.pubsub.v1"]` for pubsub, none for echo). A client that offers none of them
+    /// (`["tether.pubsub.v1"]` for pubsub, `["tether.inspect.v1"]` for echo, which adds the
+    /// server's reports to the echo: [`crate::inspect`]). A client that offers none of them
     /// is still accepted, without a subprotocol.
     #[serde(default)]
     pub subprotocols: Option<Vec<String>>,
@@ -100,6 +107,15 @@ pub struct RouteConfig {
     /// The keys of `kind = "bridge"` routes (`target`, `token_file`, `allow`, ...), flat in
     /// the table.
     pub bridge: BridgeConfig,
+    /// `proxy` routes: where requests below the path go, `ws://host:port/base` or `wss://...`
+    /// (`/app/x?q` on route `/app` goes to `/base/x?q`). Required for proxy routes.
+    pub upstream: Option<String>,
+    /// `proxy` routes with a `wss://` upstream: a PEM file of certificate authorities trusted
+    /// besides the webpki roots (private CAs, tests).
+    pub upstream_ca_file: Option<std::path::PathBuf>,
+    /// `proxy` routes: how long to wait for the upstream to connect and answer a handshake or
+    /// a request head. Default 10 s; then `504`.
+    pub upstream_timeout: Option<std::time::Duration>,
 }
 
 /// A `[[routes]]` table as written: the keys of every kind side by side, so an unknown key
@@ -135,6 +151,13 @@ struct RouteTable {
     tls_ca_file: Option<std::path::PathBuf>,
     #[serde(default)]
     proxy_protocol: Option<bridge::ProxyProtocol>,
+    // kind = "proxy": documented on RouteConfig.
+    #[serde(default)]
+    upstream: Option<String>,
+    #[serde(default)]
+    upstream_ca_file: Option<std::path::PathBuf>,
+    #[serde(default, deserialize_with = "super::proxy::optional_duration")]
+    upstream_timeout: Option<std::time::Duration>,
 }
 
 impl From<RouteTable> for RouteConfig {
@@ -156,6 +179,9 @@ impl From<RouteTable> for RouteConfig {
                 tls_ca_file: t.tls_ca_file,
                 proxy_protocol: t.proxy_protocol,
             },
+            upstream: t.upstream,
+            upstream_ca_file: t.upstream_ca_file,
+            upstream_timeout: t.upstream_timeout,
         }
     }
 }
@@ -169,6 +195,9 @@ impl RouteConfig {
             subprotocols: None,
             allowed_origins: None,
             bridge: BridgeConfig::default(),
+            upstream: None,
+            upstream_ca_file: None,
+            upstream_timeout: None,
         }
     }
 
@@ -217,7 +246,8 @@ impl RouteConfig {
         if let Some(origins) = &self.allowed_origins {
             super::validate_origins(origins).map_err(|p| ("allowed_origins", p))?;
         }
-        bridge::validate(self)
+        bridge::validate(self)?;
+        super::proxy::validate(self)
     }
 }
 
@@ -240,7 +270,7 @@ mod tests {
         let err = toml::from_str::<Wrapper>("kind = \"foo\"").err().unwrap();
         assert!(
             err.message()
-                .contains("unknown kind \"foo\", expected pubsub, echo or bridge"),
+                .contains("unknown kind \"foo\", expected pubsub, echo, bridge or proxy"),
             "{err}"
         );
         assert_eq!(
@@ -270,7 +300,10 @@ mod tests {
         assert_eq!(route.validate().unwrap_err().0, "subprotocols");
         route.subprotocols = None;
         assert_eq!(route.validate(), Ok(()));
-        assert!(route.effective_subprotocols().is_empty());
+        assert_eq!(
+            route.effective_subprotocols(),
+            vec![crate::inspect::SUBPROTOCOL.to_string()]
+        );
         assert_eq!(
             RouteConfig::new("/ws", RouteKind::Pubsub).effective_subprotocols(),
             vec![SUBPROTOCOL.to_string()]

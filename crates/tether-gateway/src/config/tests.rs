@@ -21,12 +21,12 @@ fn unknown_route_kind_names_the_key_and_the_choices() {
     assert_eq!(e.key, "routes[1].kind");
     assert_eq!(
         e.problem,
-        "unknown kind \"foo\", expected pubsub, echo or bridge"
+        "unknown kind \"foo\", expected pubsub, echo, bridge or proxy"
     );
     assert_eq!(e.location, Some((7, 8)));
     assert_eq!(
         e.to_string(),
-        "routes[1].kind: unknown kind \"foo\", expected pubsub, echo or bridge (line 7, column 8)"
+        "routes[1].kind: unknown kind \"foo\", expected pubsub, echo, bridge or proxy (line 7, column 8)"
     );
 }
 

@@ -148,7 +148,8 @@ impl Connection {
         self.deflate.is_some()
     }
 
-    /// Whether the connection failed because the peer broke the protocol.
+    /// Whether the connection failed because the peer broke the protocol (with
+    /// `Config::deferred_failure_close`, also while the close frame is still to be sent).
     pub fn has_failed(&self) -> bool {
         self.failed
     }
@@ -157,7 +158,7 @@ impl Connection {
     /// so call it until it returns `None` before feeding more: buffered input is then bounded
     /// by one read. Bytes after the connection closed are ignored (RFC 6455 §5.5.1).
     pub fn receive(&mut self, data: &[u8]) {
-        if self.state == State::Closed || data.is_empty() {
+        if self.state == State::Closed || self.failed || data.is_empty() {
             return;
         }
         self.input.extend_from_slice(data);

@@ -41,7 +41,7 @@ impl Connection {
     /// [`State::Closed`]. A ping is answered (when `auto_pong` is on) as it is returned here,
     /// so answers keep the order of the messages around them.
     pub fn poll_event(&mut self) -> Option<Result<Message, ProtocolError>> {
-        if self.state == State::Closed {
+        if self.state == State::Closed || self.failed {
             return None;
         }
         match self.read_step() {
@@ -285,8 +285,17 @@ impl Connection {
     }
 
     /// _Fail the WebSocket Connection_ (RFC 6455 §7.1.7): send a close frame with the error's
-    /// code, unless one was sent already, and stop reading.
+    /// code, unless one was sent already, and stop reading. With
+    /// `Config::deferred_failure_close` the close frame waits for the application's
+    /// [`Connection::close`] instead; reading stops all the same.
     fn fail(&mut self, e: &ProtocolError) {
+        if self.state == State::Open && self.config.deferred_failure_close {
+            self.failed = true;
+            self.input = bytes::BytesMut::new();
+            self.frame = None;
+            self.message = None;
+            return;
+        }
         if self.state == State::Open {
             let mut payload = e.close_code().0.to_be_bytes().to_vec();
             let reason = e.to_string();

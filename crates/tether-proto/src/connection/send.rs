@@ -115,6 +115,11 @@ impl Connection {
         };
         self.queue_control(OpCode::Close, &payload);
         self.state = State::CloseSent;
+        if self.failed {
+            // The close of a deferred failure (Config::deferred_failure_close): RFC 6455
+            // §7.1.7, no closing handshake is awaited from a peer that broke the protocol.
+            self.enter_closed();
+        }
         Ok(())
     }
 

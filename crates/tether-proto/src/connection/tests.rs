@@ -643,3 +643,56 @@ fn rfc7692_prepared_compressed_frame_is_shared_only_without_server_context_takeo
     let tiny = PreparedMessage::with_compression(&Message::text("hi"), 1, 64).unwrap();
     assert!(tiny.compressed_bytes().is_none());
 }
+
+// ---- Config::deferred_failure_close (intermediaries) ----
+
+#[test]
+fn rfc6455_7_1_7_deferred_failure_lets_the_application_send_first_then_close() {
+    let mut s = Connection::server(
+        Config {
+            deferred_failure_close: true,
+            ..config()
+        },
+        None,
+    );
+    // A message, then a reserved opcode, then a ping: the ping is never read.
+    let mut bytes = masked(0x81, b"Hello");
+    bytes.extend(masked(0x83, b""));
+    bytes.extend(masked(0x89, b"p"));
+    let evs = feed(&mut s, &bytes);
+    assert_eq!(
+        evs,
+        vec![
+            Ok(Message::text("Hello")),
+            Err(ProtocolError::ReservedOpcode(3))
+        ]
+    );
+    assert!(s.has_failed());
+    assert_eq!(s.state(), State::Open);
+    assert!(
+        take_output(&mut s).is_empty(),
+        "no close and no pong queued"
+    );
+    // Reading has stopped for good.
+    assert!(feed(&mut s, &masked(0x81, b"more")).is_empty());
+    // What the application still has to deliver goes out, then its close ends it all.
+    s.send(Message::text("Hello")).unwrap();
+    let close = CloseFrame::new(CloseCode::PROTOCOL_ERROR, "reserved opcode");
+    s.close(Some(close)).unwrap();
+    assert_eq!(s.state(), State::Closed);
+    let out = take_output(&mut s);
+    assert_eq!(&out[..7], b"\x81\x05Hello");
+    assert_eq!(out[7], 0x88);
+    assert_eq!(u16::from_be_bytes([out[9], out[10]]), 1002);
+    assert!(
+        s.should_close_transport(),
+        "no closing handshake is awaited"
+    );
+    assert_eq!(s.poll_timeout(Instant::now()), None);
+}
+
+#[test]
+fn deferred_failure_close_is_off_by_default() {
+    assert!(!Config::default().deferred_failure_close);
+    assert_server_fails(&masked(0x83, b""), ProtocolError::ReservedOpcode(3), 1002);
+}

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use super::extensions::Extension;
 use super::http::{is_authority_byte, is_token, is_writable_header, push_header};
 use super::negotiation;
 use super::{WEBSOCKET_VERSION, accept_key};
@@ -157,7 +158,16 @@ pub struct PendingHandshake {
     key: String,
     expected_accept: String,
     subprotocols: Vec<String>,
-    deflate: Option<DeflateConfig>,
+    deflate: OfferedDeflate,
+}
+
+/// The permessage-deflate offer a request made, which the answer is checked against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum OfferedDeflate {
+    /// Our own offer, made from this configuration (`None`: no offer).
+    Ours(Option<DeflateConfig>),
+    /// Another client's offers, forwarded by an intermediary (empty: no offer).
+    Forwarded(Vec<Extension>),
 }
 
 /// Builds the client's opening handshake (RFC 6455 §4.1).
@@ -171,18 +181,37 @@ pub fn client_request(
     config: &Config,
     key: [u8; 16],
 ) -> (Vec<u8>, PendingHandshake) {
+    let deflate = config.deflate.clone();
+    let extensions = deflate.as_ref().map(negotiation::client_offer);
+    build_request(
+        req,
+        &req.subprotocols,
+        extensions,
+        OfferedDeflate::Ours(deflate),
+        key,
+    )
+}
+
+/// The request head and its pending state: `subprotocols` and `extensions` are offered as
+/// given (invalid or duplicated subprotocols left out), the rest comes from `req`.
+pub(super) fn build_request(
+    req: &ClientRequest,
+    offered_subprotocols: &[String],
+    extensions: Option<String>,
+    deflate: OfferedDeflate,
+    key: [u8; 16],
+) -> (Vec<u8>, PendingHandshake) {
     let key = STANDARD.encode(key);
     let mut resource = percent_encode(&req.resource, is_resource_byte);
     if !resource.starts_with('/') {
         resource.insert(0, '/');
     }
     let mut subprotocols: Vec<String> = Vec::new();
-    for p in &req.subprotocols {
+    for p in offered_subprotocols {
         if is_token(p.as_bytes()) && !subprotocols.contains(p) {
             subprotocols.push(p.clone());
         }
     }
-    let deflate = config.deflate.clone();
 
     let mut out = Vec::with_capacity(256);
     // RFC 6455 §4.1 items 1-2: "The handshake MUST be a valid HTTP request as specified by
@@ -220,12 +249,8 @@ pub fn client_request(
             subprotocols.join(", ").as_bytes(),
         );
     }
-    if let Some(d) = &deflate {
-        push_header(
-            &mut out,
-            "Sec-WebSocket-Extensions",
-            negotiation::client_offer(d).as_bytes(),
-        );
+    if let Some(offer) = &extensions {
+        push_header(&mut out, "Sec-WebSocket-Extensions", offer.as_bytes());
     }
     for (name, value) in &req.extra_headers {
         if is_writable_header(name, value, RESERVED_REQUEST_HEADERS) {
@@ -262,8 +287,8 @@ impl PendingHandshake {
         &self.subprotocols
     }
 
-    pub(super) fn offered_deflate(&self) -> Option<&DeflateConfig> {
-        self.deflate.as_ref()
+    pub(super) fn offered_deflate(&self) -> &OfferedDeflate {
+        &self.deflate
     }
 }
 
@@ -281,14 +306,17 @@ mod tests {
         assert!(text.contains(
             "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
         ));
-        assert_eq!(p.offered_deflate(), Config::default().deflate.as_ref());
+        assert_eq!(
+            p.offered_deflate(),
+            &OfferedDeflate::Ours(Config::default().deflate)
+        );
         let c = Config {
             deflate: None,
             ..Config::default()
         };
         let (bytes, p) = client_request(&r, &c, KEY);
         assert!(!String::from_utf8(bytes).unwrap().contains("Extensions"));
-        assert_eq!(p.offered_deflate(), None);
+        assert_eq!(p.offered_deflate(), &OfferedDeflate::Ours(None));
     }
 
     #[test]

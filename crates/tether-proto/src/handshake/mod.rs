@@ -16,6 +16,14 @@
 //!    subprotocol, negotiates permessage-deflate and returns the `101` response to send.
 //! 3. On any [`HandshakeError`], send [`HandshakeError::response`] and close the connection.
 //!
+//! # Intermediary
+//!
+//! A proxy that forwards a client's handshake to an upstream server, so that both ends agree
+//! end to end: [`forwarded_offers`] validates the client's request as [`accept`] does and keeps
+//! its subprotocol and permessage-deflate offers; [`forwarding_request`] makes the upstream
+//! request carrying them, and its [`PendingHandshake`] checks the upstream's answer against
+//! those offers. The client's `101` then repeats what the upstream chose.
+//!
 //! # Client
 //!
 //! 1. [`client_request`] returns the request bytes to send and a [`PendingHandshake`].
@@ -26,6 +34,7 @@
 mod client;
 mod error;
 mod extensions;
+mod forward;
 mod http;
 mod negotiation;
 mod request;
@@ -34,6 +43,7 @@ mod server;
 
 pub use client::{ClientRequest, ClientRequestError, PendingHandshake, client_request};
 pub use error::{ClientHandshakeError, HandshakeError};
+pub use forward::{ForwardedOffers, forwarded_offers, forwarding_request};
 pub use request::{Request, parse_request};
 pub use response::Response;
 pub use server::{AcceptOptions, Accepted, accept, reject_response};

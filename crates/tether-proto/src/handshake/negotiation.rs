@@ -248,6 +248,119 @@ pub(crate) fn check_response(
     Ok(agreed)
 }
 
+/// Intermediary side: the client's permessage-deflate offers that this engine can carry out,
+/// in order. Other extensions, and offers a server would have to decline (RFC 7692 §5.1:
+/// unknown, invalid or duplicated parameters), are left out, so an upstream can only accept
+/// what the intermediary can speak on both legs.
+pub(crate) fn forwardable_offers(offers: &[Extension]) -> Vec<Extension> {
+    offers
+        .iter()
+        .filter(|e| e.name.eq_ignore_ascii_case(PERMESSAGE_DEFLATE))
+        .filter(|e| parse_params(&e.params, Direction::Offer).is_ok())
+        .cloned()
+        .collect()
+}
+
+/// The `Sec-WebSocket-Extensions` value listing `offers` (RFC 6455 §9.1 grammar). Values are
+/// tokens (window bits), written without quotes.
+pub(crate) fn offers_header(offers: &[Extension]) -> String {
+    let mut out = String::new();
+    for (i, offer) in offers.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&offer.name);
+        for (name, value) in &offer.params {
+            out.push_str("; ");
+            out.push_str(name);
+            if let Some(v) = value {
+                out.push('=');
+                out.push_str(v);
+            }
+        }
+    }
+    out
+}
+
+/// Intermediary side: checks the upstream's extension list against the client's forwarded
+/// `offers` (as a client checks an answer to its own offer, RFC 7692 §7.1) and returns the
+/// parameters in force. The answer must accept one of the offers; the first offer it is a
+/// valid answer to decides the parameters the answer leaves implicit.
+pub(crate) fn check_forwarded_response(
+    extensions: &[Extension],
+    offers: &[Extension],
+) -> Result<Option<DeflateParams>, ClientHandshakeError> {
+    let mut agreed = None;
+    for e in extensions {
+        // RFC 6455 §4.1: an extension "that was not present in the client's handshake" fails
+        // the connection.
+        if offers.is_empty() || !e.name.eq_ignore_ascii_case(PERMESSAGE_DEFLATE) {
+            return Err(ClientHandshakeError::ExtensionNotOffered {
+                name: e.name.clone(),
+            });
+        }
+        if agreed.is_some() {
+            return Err(ClientHandshakeError::DuplicateExtension {
+                name: e.name.clone(),
+            });
+        }
+        let mut first_error = None;
+        for offer in offers {
+            match accept_forwarded(e, offer) {
+                Ok(params) => {
+                    agreed = Some(params);
+                    break;
+                }
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        if agreed.is_none() {
+            return Err(first_error.expect("offers is not empty"));
+        }
+    }
+    Ok(agreed)
+}
+
+/// Checks `response` as an answer to one forwarded `offer`.
+fn accept_forwarded(
+    response: &Extension,
+    offer: &Extension,
+) -> Result<DeflateParams, ClientHandshakeError> {
+    let o = parse_params(&offer.params, Direction::Offer).map_err(|e| {
+        ClientHandshakeError::InvalidExtensionParameter {
+            param: e.param,
+            problem: e.problem,
+        }
+    })?;
+    // RFC 7692 §7.1.2.2: "If a received extension negotiation offer doesn't have the
+    // "client_max_window_bits" extension parameter, the corresponding extension negotiation
+    // response to the offer MUST NOT include the "client_max_window_bits" extension parameter."
+    if o.client_max_window_bits.is_none()
+        && response
+            .params
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("client_max_window_bits"))
+    {
+        return Err(ClientHandshakeError::InvalidExtensionParameter {
+            param: "client_max_window_bits".into(),
+            problem: "not offered",
+        });
+    }
+    let as_config = DeflateConfig {
+        server_no_context_takeover: o.server_no_context_takeover,
+        client_no_context_takeover: o.client_no_context_takeover,
+        server_max_window_bits: o.server_max_window_bits.unwrap_or(DEFAULT_WINDOW_BITS),
+        client_max_window_bits: o
+            .client_max_window_bits
+            .flatten()
+            .unwrap_or(DEFAULT_WINDOW_BITS),
+        ..DeflateConfig::default()
+    };
+    accept_response(response, &as_config)
+}
+
 fn accept_response(
     response: &Extension,
     config: &DeflateConfig,
@@ -587,5 +700,77 @@ mod tests {
         let got = check(&a.response, Some(&client)).unwrap().unwrap();
         assert_eq!(got, a.params);
         assert_eq!(got, params(false, true, 11, 9));
+    }
+
+    #[test]
+    fn forwarded_offers_keep_only_valid_permessage_deflate() {
+        let offers = forwardable_offers(&parse_str(
+            "x-webkit-deflate-frame, permessage-deflate; client_max_window_bits, \
+             permessage-deflate; foo=1, permessage-deflate; server_max_window_bits=10",
+        ));
+        assert_eq!(
+            offers_header(&offers),
+            "permessage-deflate; client_max_window_bits, \
+             permessage-deflate; server_max_window_bits=10"
+        );
+    }
+
+    #[test]
+    fn rfc_7692_section_7_1_forwarded_answer_must_match_an_offer() {
+        let offers = forwardable_offers(&parse_str(
+            "permessage-deflate; server_max_window_bits=10, permessage-deflate",
+        ));
+        // The answer to the second offer: no window limit on the server.
+        let params = check_forwarded_response(&parse_str("permessage-deflate"), &offers)
+            .unwrap()
+            .unwrap();
+        assert_eq!(params.server_max_window_bits, 15);
+        // The answer to the first offer.
+        let params = check_forwarded_response(
+            &parse_str("permessage-deflate; server_max_window_bits=9"),
+            &offers,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(params.server_max_window_bits, 9);
+        assert_eq!(params.client_max_window_bits, 15);
+        // RFC 7692 §7.1.2.2: no client_max_window_bits in any offer, none in the answer.
+        assert!(matches!(
+            check_forwarded_response(
+                &parse_str("permessage-deflate; client_max_window_bits=10"),
+                &offers
+            ),
+            Err(ClientHandshakeError::InvalidExtensionParameter { .. })
+        ));
+        // Nothing offered: any extension in the answer fails.
+        assert!(matches!(
+            check_forwarded_response(&parse_str("permessage-deflate"), &[]),
+            Err(ClientHandshakeError::ExtensionNotOffered { .. })
+        ));
+        assert_eq!(check_forwarded_response(&[], &offers), Ok(None));
+    }
+
+    #[test]
+    fn forwarded_client_window_comes_from_the_answer_or_the_offer() {
+        let offers =
+            forwardable_offers(&parse_str("permessage-deflate; client_max_window_bits=11"));
+        let implicit = check_forwarded_response(&parse_str("permessage-deflate"), &offers)
+            .unwrap()
+            .unwrap();
+        assert_eq!(implicit.client_max_window_bits, 11);
+        let explicit = check_forwarded_response(
+            &parse_str("permessage-deflate; client_max_window_bits=9"),
+            &offers,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(explicit.client_max_window_bits, 9);
+        assert!(
+            check_forwarded_response(
+                &parse_str("permessage-deflate; client_max_window_bits=12"),
+                &offers
+            )
+            .is_err()
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The client's check of the server's answer (RFC 6455 §4.1, RFC 7692 §7.1):
 //! [`PendingHandshake::parse_response`] and [`PendingHandshake::check_response`].
 
-use super::client::PendingHandshake;
+use super::client::{OfferedDeflate, PendingHandshake};
 use super::error::ClientHandshakeError;
 use super::extensions;
 use super::http::{
@@ -177,7 +177,14 @@ impl PendingHandshake {
         // fails the connection; RFC 7692 §5.1 and §7.1 for the parameters.
         let extensions = extensions::parse(values(headers, "Sec-WebSocket-Extensions"))
             .map_err(|_| E::InvalidExtensionHeader)?;
-        let deflate = negotiation::check_response(&extensions, self.offered_deflate())?;
+        let deflate = match self.offered_deflate() {
+            OfferedDeflate::Ours(config) => {
+                negotiation::check_response(&extensions, config.as_ref())?
+            }
+            OfferedDeflate::Forwarded(offers) => {
+                negotiation::check_forwarded_response(&extensions, offers)?
+            }
+        };
 
         // RFC 6455 §4.1 (6): "If the response includes a |Sec-WebSocket-Protocol| header field
         // and this header field indicates the use of a subprotocol that was not present in the

@@ -153,13 +153,13 @@ pub fn reject_response(status: u16, headers: &[(String, String)], body: &str) ->
 }
 
 /// What validation extracted from the request.
-struct Checked<'a> {
-    key: &'a [u8],
-    subprotocols: Vec<&'a [u8]>,
-    extensions: Vec<Extension>,
+pub(super) struct Checked<'a> {
+    pub(super) key: &'a [u8],
+    pub(super) subprotocols: Vec<&'a [u8]>,
+    pub(super) extensions: Vec<Extension>,
 }
 
-fn validate(request: &Request) -> Result<Checked<'_>, HandshakeError> {
+pub(super) fn validate(request: &Request) -> Result<Checked<'_>, HandshakeError> {
     use HandshakeError as E;
     let headers = request.header_lines();
     for (name, value) in headers {
@@ -284,7 +284,10 @@ fn validate(request: &Request) -> Result<Checked<'_>, HandshakeError> {
 // for certain sites SHOULD verify the |Origin| field is an origin they expect. If the origin
 // indicated is unacceptable to the server, then it SHOULD respond to the WebSocket handshake
 // with a reply containing HTTP 403 Forbidden status code."
-fn check_origin(request: &Request, options: &AcceptOptions) -> Result<(), HandshakeError> {
+pub(super) fn check_origin(
+    request: &Request,
+    options: &AcceptOptions,
+) -> Result<(), HandshakeError> {
     let Some(allowed) = &options.allowed_origins else {
         return Ok(());
     };

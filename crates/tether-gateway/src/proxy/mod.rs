@@ -1,0 +1,109 @@
+//! `kind = "proxy"` routes: a reverse proxy for WebSockets and plain HTTP.
+//!
+//! ```text
+//! client ── upgrade /app/x ──▶ gateway ── upgrade /base/x ──▶ upstream
+//!            (offers)            │  forwards the offers, X-Forwarded-*, Forwarded
+//!        ◀── 101 (upstream's ◀───┘◀── 101 (its subprotocol and extensions)
+//!             choices)
+//! client ◀══ messages, close ══▶ relay ◀══ messages, close ══▶ upstream
+//!            (pings answered on each leg)
+//! client ── GET /app/page ─────▶ gateway ── GET /base/page ──▶ upstream (bodies streamed)
+//! ```
+//!
+//! The handshake ([`websocket`]) answers the client only once the upstream has: `101` with
+//! what the upstream chose, `502` when it refuses the upgrade or cannot be reached, `504`
+//! after `upstream_timeout`. The relay ([`relay`]) moves whole messages (see
+//! docs/ARCHITECTURE.md for why not frames). Plain requests ([`http`]) go over a fresh
+//! HTTP/1.1 connection each.
+
+mod headers;
+mod http;
+mod relay;
+mod upstream;
+mod websocket;
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+pub(crate) use headers::ClientScheme;
+pub(crate) use http::{ProxiedBody, forward as forward_http};
+pub(crate) use upstream::Upstream;
+pub(crate) use websocket::upgrade;
+
+/// Why a proxied request failed before the upstream answered it: the `reason` label of
+/// `tether_proxy_upstream_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UpstreamFailure {
+    /// The upstream answered an upgrade with something else than `101` (502).
+    NotWebSocket,
+    /// The upstream answered `101` but broke a handshake rule (502).
+    BadHandshake,
+    /// No connection (refused, DNS, TLS) or the connection broke before an answer (502).
+    Unreachable,
+    /// No answer within `upstream_timeout` (504).
+    Timeout,
+}
+
+impl UpstreamFailure {
+    const ALL: [UpstreamFailure; 4] = [
+        UpstreamFailure::NotWebSocket,
+        UpstreamFailure::BadHandshake,
+        UpstreamFailure::Unreachable,
+        UpstreamFailure::Timeout,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            UpstreamFailure::NotWebSocket => "not_websocket",
+            UpstreamFailure::BadHandshake => "bad_handshake",
+            UpstreamFailure::Unreachable => "unreachable",
+            UpstreamFailure::Timeout => "timeout",
+        }
+    }
+}
+
+/// The counters of the proxy routes.
+#[derive(Default)]
+pub(crate) struct ProxyMetrics {
+    failures: [AtomicU64; UpstreamFailure::ALL.len()],
+    http_requests: AtomicU64,
+}
+
+impl ProxyMetrics {
+    /// Counts a failed attempt to reach the upstream.
+    pub(crate) fn failed(&self, why: UpstreamFailure) {
+        if let Some(i) = UpstreamFailure::ALL.iter().position(|f| *f == why) {
+            self.failures[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a plain HTTP request proxied (whatever the upstream answered).
+    pub(crate) fn http_request(&self) {
+        self.http_requests.fetch_add(1, Relaxed);
+    }
+
+    /// Appends the counters in the Prometheus text format.
+    pub(crate) fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP tether_proxy_upstream_failures_total Proxied handshakes and requests that got \
+             no usable answer from the upstream, by reason.\n\
+             # TYPE tether_proxy_upstream_failures_total counter"
+        );
+        for (why, count) in UpstreamFailure::ALL.iter().zip(&self.failures) {
+            let _ = writeln!(
+                out,
+                "tether_proxy_upstream_failures_total{{reason=\"{}\"}} {}",
+                why.label(),
+                count.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tether_proxy_http_requests_total Plain HTTP requests forwarded to an upstream.\n\
+             # TYPE tether_proxy_http_requests_total counter\n\
+             tether_proxy_http_requests_total {}",
+            self.http_requests.load(Relaxed)
+        );
+    }
+}
