@@ -32,8 +32,10 @@ pub enum ProtocolError {
     UnexpectedContinuation,
     /// A new text or binary frame while a fragmented message is unfinished (RFC 6455 §5.4).
     ExpectedContinuation(OpCode),
-    /// A text message or close reason that is not valid UTF-8 (RFC 6455 §8.1).
+    /// A text message that is not valid UTF-8 (RFC 6455 §8.1).
     InvalidUtf8,
+    /// A close frame whose reason is not valid UTF-8 (RFC 6455 §5.5.1, §8.1).
+    InvalidCloseReason,
     /// A close frame with a one-byte payload (RFC 6455 §5.5.1).
     InvalidClosePayload,
     /// A close code that must not appear on the wire (RFC 6455 §7.4).
@@ -58,9 +60,9 @@ impl ProtocolError {
     /// The close code to fail the connection with (RFC 6455 §7.4.1).
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData(_) => {
-                CloseCode::INVALID_PAYLOAD
-            }
+            ProtocolError::InvalidUtf8
+            | ProtocolError::InvalidCloseReason
+            | ProtocolError::InvalidCompressedData(_) => CloseCode::INVALID_PAYLOAD,
             ProtocolError::FrameTooLarge { .. } | ProtocolError::MessageTooLarge { .. } => {
                 CloseCode::MESSAGE_TOO_BIG
             }
@@ -93,6 +95,7 @@ impl fmt::Display for ProtocolError {
                 write!(f, "{op} frame inside a fragmented message")
             }
             ProtocolError::InvalidUtf8 => f.write_str("invalid UTF-8 in text"),
+            ProtocolError::InvalidCloseReason => f.write_str("invalid UTF-8 in the close reason"),
             ProtocolError::InvalidClosePayload => f.write_str("close frame with a 1-byte payload"),
             ProtocolError::InvalidCloseCode(code) => {
                 write!(f, "close code {code} is not allowed on the wire")

@@ -343,7 +343,7 @@ fn parse_close_payload(payload: Bytes) -> Result<Option<CloseFrame>, ProtocolErr
             }
             // RFC 6455 §5.5.1: the reason is UTF-8; §8.1 applies to it as to text.
             let reason = Utf8Bytes::try_from_bytes(payload.slice(2..))
-                .map_err(|_| ProtocolError::InvalidUtf8)?;
+                .map_err(|_| ProtocolError::InvalidCloseReason)?;
             Ok(Some(CloseFrame { code, reason }))
         }
     }

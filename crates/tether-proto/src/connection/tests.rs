@@ -303,8 +303,26 @@ fn rfc6455_5_5_1_close_payload_rules() {
     );
     assert_server_fails(
         &masked(0x88, &[0x03, 0xe8, 0xff]),
-        ProtocolError::InvalidUtf8,
+        ProtocolError::InvalidCloseReason,
         1007,
+    );
+}
+
+#[test]
+fn rfc6455_5_5_1_close_reason_must_be_utf8_and_says_so() {
+    // A valid code, then a reason cut in the middle of a two-byte sequence.
+    assert_server_fails(
+        &masked(0x88, &[0x03, 0xe8, b'o', b'k', 0xc3]),
+        ProtocolError::InvalidCloseReason,
+        1007,
+    );
+    assert_eq!(
+        ProtocolError::InvalidCloseReason.to_string(),
+        "invalid UTF-8 in the close reason"
+    );
+    assert_eq!(
+        ProtocolError::InvalidUtf8.to_string(),
+        "invalid UTF-8 in text"
     );
 }
 
