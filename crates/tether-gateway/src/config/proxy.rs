@@ -4,10 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::de::Deserializer;
-
 use super::routes::{RouteConfig, RouteKind};
-use super::units;
 
 /// How long a proxy route waits for its upstream (connect, TLS, the answer to the handshake or
 /// the head of an HTTP response) when `upstream_timeout` is not set.
@@ -116,13 +113,6 @@ fn split_host_port(authority: &str) -> Option<(String, Option<u16>)> {
         None => None,
     };
     Some((host.to_string(), port))
-}
-
-/// `#[serde(deserialize_with)]` for an optional duration.
-pub(crate) fn optional_duration<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Duration>, D::Error> {
-    units::duration(deserializer).map(Some)
 }
 
 /// The proxy keys of one route, checked: errors name the key below `routes[i]`.

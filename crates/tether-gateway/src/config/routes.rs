@@ -156,7 +156,7 @@ struct RouteTable {
     upstream: Option<String>,
     #[serde(default)]
     upstream_ca_file: Option<std::path::PathBuf>,
-    #[serde(default, deserialize_with = "super::proxy::optional_duration")]
+    #[serde(default, deserialize_with = "bridge::optional_duration")]
     upstream_timeout: Option<std::time::Duration>,
 }
 
