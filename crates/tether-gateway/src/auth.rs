@@ -119,6 +119,11 @@ impl Authenticator {
         })
     }
 
+    /// Whether `[auth]` is configured, so that clients' bearer tokens are the gateway's.
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// What the bearer of `token` may do. With auth not configured, everything.
     pub(crate) fn authenticate(&self, token: Option<&str>) -> Result<Permissions, AuthError> {
         if !self.enabled {

@@ -49,6 +49,33 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .flatten()
 }
 
+/// `query` without its parameters called `name`; `None` when nothing is left. The other
+/// parameters keep their order and their encoding, byte for byte.
+pub(crate) fn query_without(query: Option<&str>, name: &str) -> Option<String> {
+    let kept: Vec<&str> = query?
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(key, _)| key);
+            percent_decode(key, true).is_none_or(|key| key != name)
+        })
+        .collect();
+    let kept = kept.join("&");
+    (!kept.is_empty()).then_some(kept)
+}
+
+/// Removes an `Authorization: Bearer` field, the gateway's own credential
+/// ([`bearer_token`]); other schemes stay.
+pub(crate) fn remove_bearer(headers: &mut HeaderMap) {
+    let is_bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+    if is_bearer {
+        headers.remove(http::header::AUTHORIZATION);
+    }
+}
+
 /// The credential a client presents: `Authorization: Bearer <token>`, or else the `token`
 /// query parameter (browsers cannot set headers on a WebSocket).
 pub(crate) fn bearer_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
@@ -78,6 +105,27 @@ mod tests {
         assert_eq!(percent_decode("%2", false), None);
         assert_eq!(percent_decode("%zz", false), None);
         assert_eq!(percent_decode("%ff", false), None);
+    }
+
+    #[test]
+    fn drops_one_query_parameter_and_keeps_the_rest_as_sent() {
+        let q = |s| query_without(Some(s), "token");
+        assert_eq!(q("token=abc").as_deref(), None);
+        assert_eq!(q("a=1&token=abc&b=%20").as_deref(), Some("a=1&b=%20"));
+        assert_eq!(q("to%6Ben=abc&x").as_deref(), Some("x"));
+        assert_eq!(q("tokens=1&token").as_deref(), Some("tokens=1"));
+        assert_eq!(query_without(None, "token"), None);
+    }
+
+    #[test]
+    fn removes_only_a_bearer_authorization() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, "bearer x".parse().unwrap());
+        remove_bearer(&mut h);
+        assert!(h.is_empty());
+        h.insert(http::header::AUTHORIZATION, "Basic eDp5".parse().unwrap());
+        remove_bearer(&mut h);
+        assert_eq!(h.len(), 1);
     }
 
     #[test]

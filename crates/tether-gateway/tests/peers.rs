@@ -4,7 +4,8 @@
 //! The peers are `tests/peers/subscriber.py` and `tests/peers/subscriber.mjs`. Python's
 //! `websockets` comes from `.venv-conformance` (`bash scripts/setup-conformance.sh`), Node's
 //! `ws` from `tests/peers/node_modules` (`npm ci` there); `.ci/run` installs both. A test is
-//! skipped, saying so, only when python3 or node itself is missing.
+//! skipped, saying so, only when python3 or node itself is missing, and never in CI (`CI`
+//! set), where that is a failure.
 
 mod common;
 
@@ -24,8 +25,13 @@ fn peers_dir() -> PathBuf {
 }
 
 /// Says that a test is skipped, past the test harness's output capture so it always shows.
+/// In CI a missing peer is a failure: `.ci/run` installs them all.
 fn skipped(why: &str) {
     use std::io::Write;
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{why}: .ci/run must install it"
+    );
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 

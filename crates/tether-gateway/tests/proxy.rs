@@ -209,6 +209,58 @@ async fn python_upstream_negotiates_end_to_end_echoes_and_passes_closes_both_way
 }
 
 /// Reads one unmasked frame: (first byte, payload). Small frames only (no 64-bit lengths).
+/// The first message of `proxy_upstream.py`: what its side of the handshake showed.
+async fn upstream_report<S>(ws: &mut tether::WebSocket<S>) -> serde_json::Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(PATIENCE, ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str(t.as_str()).unwrap(),
+        other => panic!("expected the upstream's report, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_gateways_own_token_is_not_forwarded_upstream() {
+    let Some(python) = python() else { return };
+    let upstream = PythonUpstream::start(&python).await;
+    let gw = gateway(
+        &format!("ws://127.0.0.1:{}/base", upstream.port),
+        "[[auth.tokens]]\ntoken = \"gateway-secret\"\nsubscribe = [\"*\"]\n",
+    )
+    .await;
+    // Without the token: 401 at the gateway, the upstream is never asked.
+    let refused = ClientBuilder::new(format!("ws://{}/app", gw.addr))
+        .connect()
+        .await;
+    assert!(refused.is_err(), "admitted without a token");
+
+    // In the query: admitted, and the upstream sees the other parameters only.
+    let (mut ws, _) = ClientBuilder::new(format!(
+        "ws://{}/app/room?a=1&token=gateway-secret&b=2",
+        gw.addr
+    ))
+    .subprotocol("chat.v1")
+    .connect()
+    .await
+    .unwrap();
+    let seen = upstream_report(&mut ws).await;
+    assert_eq!(seen["path"], "/base/room?a=1&b=2");
+    assert_eq!(seen["authorization"], serde_json::Value::Null);
+
+    // In the header: admitted, and the upstream gets no Authorization field.
+    let (mut ws, _) = ClientBuilder::new(format!("ws://{}/app?token=gateway-secret", gw.addr))
+        .header("Authorization", "Bearer gateway-secret")
+        .subprotocol("chat.v1")
+        .connect()
+        .await
+        .unwrap();
+    let seen = upstream_report(&mut ws).await;
+    assert_eq!(seen["path"], "/base");
+    assert_eq!(seen["authorization"], serde_json::Value::Null);
+    gw.stop().await;
+}
+
 async fn read_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
     let mut head = [0; 2];
     tokio::time::timeout(PATIENCE, tcp.read_exact(&mut head))

@@ -21,6 +21,7 @@ use super::upstream::{Upstream, UpstreamStream};
 use super::{UpstreamFailure, relay};
 use crate::config::RouteKind;
 use crate::metrics::Refusal;
+use crate::request;
 use crate::response::{self, Body};
 use crate::server::State;
 use crate::websocket::{Route, admit};
@@ -57,14 +58,30 @@ pub(crate) async fn upgrade<B>(
     };
     let path = req.uri().path();
     let rest = route.match_path(path).unwrap_or("");
-    let target = upstream.url.target(rest, req.uri().query());
+    // The gateway's own credential is not the upstream's: with `[auth]` on, the bearer
+    // token (header or `?token=`) that admitted the client stops here.
+    let credentials_checked = state.auth.is_enabled();
+    let query = match credentials_checked {
+        true => request::query_without(req.uri().query(), "token"),
+        false => req.uri().query().map(str::to_string),
+    };
+    let target = upstream.url.target(rest, query.as_deref());
+    let mut client_headers = req.headers().clone();
+    if credentials_checked {
+        request::remove_bearer(&mut client_headers);
+    }
     let scheme = req
         .extensions()
         .get::<ClientScheme>()
         .copied()
         .unwrap_or(ClientScheme { secure: false });
-    let upstream_request =
-        upstream_request(&upstream.url.authority, target, req.headers(), peer, scheme);
+    let upstream_request = upstream_request(
+        &upstream.url.authority,
+        target,
+        &client_headers,
+        peer,
+        scheme,
+    );
 
     let (ws, response) = match tokio::time::timeout(
         upstream.timeout,

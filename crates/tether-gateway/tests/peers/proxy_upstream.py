@@ -8,7 +8,7 @@ permessage-deflate, and prints `listening PORT`. For each connection:
 
 - sends one text message first: JSON with what the handshake showed this side (`path`,
   `subprotocol`, `extensions` it answered, the `offered_extensions`, `x_forwarded_for`,
-  `x_forwarded_proto`, `forwarded`, and `hop_by_hop`: hop-by-hop fields that reached it);
+  `x_forwarded_proto`, `forwarded`, `authorization`, and `hop_by_hop`: hop-by-hop fields that reached it);
 - echoes every text and binary message, except the text `close-me`, which it answers by
   closing with 4001 "server bye";
 - when the connection ends, prints `closed CODE REASON` (the client's close code and reason
@@ -39,6 +39,7 @@ async def handler(ws):
                 "x_forwarded_proto": headers.get("X-Forwarded-Proto"),
                 "forwarded": headers.get("Forwarded"),
                 "end_to_end": headers.get("X-End-To-End"),
+                "authorization": headers.get("Authorization"),
                 "hop_by_hop": [h for h in HOP_BY_HOP if h in headers],
             }
         )
