@@ -4,11 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -21,13 +22,28 @@ use crate::server::State;
 use crate::shutdown::signalled;
 
 /// Serves a freshly accepted TCP connection; `tls` wraps it first.
+///
+/// Until it upgrades (or while it idles between HTTP requests) the connection holds one of
+/// its client's `limits.max_pending_per_ip` slots: past that, it is refused before anything
+/// is read, so one address cannot hold the whole open-files limit with unfinished heads.
 pub(crate) async fn serve(
     state: Arc<State>,
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
 ) {
     let _open = state.metrics.connection();
+    let _pending = match state.pending.try_acquire(peer.ip()) {
+        Ok(permit) => permit,
+        Err(_) => {
+            state.metrics.refused(Refusal::PendingLimit);
+            tracing::debug!(%peer, "too many pending connections from this address");
+            if tls.is_none() {
+                refuse_pending(&mut tcp).await;
+            }
+            return;
+        }
+    };
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().ok().map(LocalAddr);
     match tls {
@@ -47,6 +63,32 @@ pub(crate) async fn serve(
             }
         }
     }
+}
+
+/// The answer to a plain connection past `limits.max_pending_per_ip`.
+const PENDING_LIMIT_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: text/plain; charset=utf-8\r\ncontent-length: 38\r\nconnection: close\r\n\r\n\
+too many pending connections from you\n";
+
+/// Answers 503 and closes gently: after the answer, the write side is shut and what the
+/// client already sent is read and dropped for a moment, so that closing with unread input
+/// (a reset, RFC 9112 §9.6) does not destroy the answer before the client reads it. Bounded
+/// in time and bytes, since this costs a descriptor while it lasts.
+async fn refuse_pending(tcp: &mut TcpStream) {
+    let linger = async {
+        tcp.write_all(PENDING_LIMIT_RESPONSE).await?;
+        tcp.shutdown().await?;
+        let mut buf = [0u8; 2048];
+        let mut drained = 0;
+        while drained < 16 * 1024 {
+            match tcp.read(&mut buf).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(250), linger).await;
 }
 
 /// HTTP/1.1 on `io` until it ends; on shutdown, finishes the request in flight and closes.

@@ -27,6 +27,9 @@ pub(crate) enum Refusal {
     ConnectionLimit,
     /// `limits.max_connections_per_ip` reached (503).
     IpLimit,
+    /// `limits.max_pending_per_ip` reached: a transport connection refused before its
+    /// request (503, or closed on TLS).
+    PendingLimit,
     /// The gateway is shutting down (503).
     ShuttingDown,
     /// TLS or the request head did not complete within `limits.handshake_timeout`.
@@ -40,7 +43,7 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
-    const ALL: [Refusal; 12] = [
+    const ALL: [Refusal; 13] = [
         Refusal::BadRequest,
         Refusal::Version,
         Refusal::TooLarge,
@@ -48,6 +51,7 @@ impl Refusal {
         Refusal::Unauthorized,
         Refusal::ConnectionLimit,
         Refusal::IpLimit,
+        Refusal::PendingLimit,
         Refusal::ShuttingDown,
         Refusal::Timeout,
         Refusal::Tls,
@@ -64,6 +68,7 @@ impl Refusal {
             Refusal::Unauthorized => "unauthorized",
             Refusal::ConnectionLimit => "connection_limit",
             Refusal::IpLimit => "ip_limit",
+            Refusal::PendingLimit => "pending_limit",
             Refusal::ShuttingDown => "shutting_down",
             Refusal::Timeout => "timeout",
             Refusal::Tls => "tls",

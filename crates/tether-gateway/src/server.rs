@@ -74,6 +74,8 @@ pub(crate) struct State {
     pub(crate) routes: Vec<Route>,
     pub(crate) statics: StaticFiles,
     pub(crate) limiter: Arc<ConnectionLimiter>,
+    /// Transport connections not (yet) upgraded, per client: `limits.max_pending_per_ip`.
+    pub(crate) pending: Arc<ConnectionLimiter>,
     pub(crate) tasks: Tasks,
     pub(crate) limits: Limits,
 }
@@ -152,6 +154,8 @@ impl Gateway {
             routes,
             statics,
             limiter: ConnectionLimiter::new(limits.max_connections, limits.max_connections_per_ip),
+            // The total is bounded by the open-files limit already.
+            pending: ConnectionLimiter::new(usize::MAX, limits.max_pending_per_ip),
             tasks: Tasks::new(),
             limits,
         };

@@ -51,6 +51,60 @@ async fn connections_over_the_overall_limit_get_503() {
 }
 
 #[tokio::test]
+async fn unfinished_connections_per_ip_over_the_limit_get_503_and_websockets_do_not_count() {
+    let gw = start(config_from("[limits]\nmax_pending_per_ip = 2\n")).await;
+    // Upgraded connections leave the pending count.
+    let _a = connect(gw.addr, "/echo", None).await;
+    let _b = connect(gw.addr, "/echo", None).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        held.push(tcp);
+    }
+    // Both heads are being read (each holds a slot) once a third connection is refused.
+    let deadline = Instant::now() + PATIENCE;
+    let refused = loop {
+        let answer = get(gw.addr, "/healthz").await;
+        if answer.status != 200 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused.status, 503, "{}", refused.head);
+    assert!(refused.body.contains("too many pending connections"));
+    // Another address is not affected.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = socket.connect(gw.addr).await.unwrap();
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(PATIENCE, other.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // A slot frees when an unfinished connection goes away.
+    drop(held.pop());
+    let deadline = Instant::now() + PATIENCE;
+    while get(gw.addr, "/healthz").await.status != 200 {
+        assert!(Instant::now() < deadline, "the slot was never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = get(gw.addr, "/metrics").await.body;
+    assert!(
+        metrics.contains("tether_handshakes_refused_total{reason=\"pending_limit\"} "),
+        "{metrics}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
     let gw = start(config_from("[limits]\nhandshake_timeout = \"300ms\"\n")).await;
     let started = Instant::now();

@@ -1,6 +1,8 @@
-//! Attacks on the connection budget: a handshake dribbled one byte per second (slowloris)
-//! and thousands of half-open handshakes at once. Both must be dropped at
-//! `limits.handshake_timeout`, and new clients must be served meanwhile.
+//! Attacks on the connection budget: a handshake dribbled one byte per second (slowloris),
+//! thousands of half-open handshakes at once from many addresses, and one address holding
+//! more unfinished connections than `limits.max_pending_per_ip`. The first two must be
+//! dropped at `limits.handshake_timeout`, the third refused at once, and new clients must be
+//! served meanwhile.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -10,12 +12,15 @@ use tether::{ClientBuilder, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::server::{HANDSHAKE_TIMEOUT, Server, good_jwt};
+use crate::server::{HANDSHAKE_TIMEOUT, PENDING_PER_IP, Server, good_jwt};
 use crate::table::Outcome;
 use crate::wire::{PATIENCE, exchange};
 
 /// Sockets the half-open flood holds at once (the process limit is 20,000 files).
 pub const HALF_OPEN: usize = 3000;
+/// Source addresses the flood comes from (127.0.0.10 on), each under `PENDING_PER_IP`.
+const FLOOD_SOURCES: usize = 12;
+const _: () = assert!(HALF_OPEN.div_ceil(FLOOD_SOURCES) <= PENDING_PER_IP);
 /// How late after the timeout a drop still counts as "at the timeout".
 const SLACK: Duration = Duration::from_millis(1500);
 
@@ -83,9 +88,9 @@ pub async fn half_open(server: &Server) -> (Outcome, Outcome) {
     let fds_before = server.open_fds();
     let started = Instant::now();
     let connecting: Vec<_> = (0..HALF_OPEN)
-        .map(|_| {
+        .map(|i| {
             tokio::spawn(async move {
-                let mut tcp = TcpStream::connect(addr).await.unwrap();
+                let mut tcp = connect_from(10 + (i % FLOOD_SOURCES) as u8, addr).await;
                 tcp.write_all(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websock")
                     .await
                     .unwrap();
@@ -188,4 +193,69 @@ async fn echo_once(addr: SocketAddr) -> bool {
     );
     let _ = ws.close(None).await;
     ok
+}
+
+/// A TCP connection to `addr` from the source address 127.0.0.`source`.
+async fn connect_from(source: u8, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, source], 0)))
+        .unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// One address holds `PENDING_PER_IP` unfinished requests; its next connection gets 503 at
+/// once, and another address is still served.
+pub async fn pending_per_ip(server: &Server) -> Outcome {
+    const SOURCE: u8 = 200;
+    let addr = server.addr;
+    let fds_before = server.open_fds();
+    let mut held = Vec::with_capacity(PENDING_PER_IP);
+    for _ in 0..PENDING_PER_IP {
+        let mut tcp = connect_from(SOURCE, addr).await;
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await
+            .unwrap();
+        held.push(tcp);
+    }
+    // Until the server has accepted them all, one more may still find a free slot.
+    let deadline = Instant::now() + PATIENCE;
+    while server.open_fds().saturating_sub(fds_before) < PENDING_PER_IP && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let started = Instant::now();
+    let mut tcp = connect_from(SOURCE, addr).await;
+    tcp.write_all(request).await.unwrap();
+    let refused = crate::wire::read_reply(&mut tcp)
+        .await
+        .map(|(r, _)| r.status);
+    let refused_in = started.elapsed();
+    let mut other = connect_from(SOURCE + 1, addr).await;
+    other.write_all(request).await.unwrap();
+    let other_status = crate::wire::read_reply(&mut other)
+        .await
+        .map(|(r, _)| r.status);
+    drop(held);
+    let show = |s: Option<u16>| s.map_or("no answer".to_string(), |s| s.to_string());
+    Outcome::new(
+        "flood",
+        format!("{PENDING_PER_IP} unfinished requests from one address, then one more"),
+        "503 at once; another address 200",
+        format!(
+            "{}{}; another address {}",
+            show(refused),
+            if refused_in < Duration::from_secs(1) {
+                " at once"
+            } else {
+                " late"
+            },
+            show(other_status)
+        ),
+        format!(
+            "answered in {:.1} ms (limits.max_pending_per_ip = {PENDING_PER_IP})",
+            refused_in.as_secs_f64() * 1e3
+        ),
+    )
 }

@@ -21,9 +21,9 @@ use std::time::Duration;
 use server::Server;
 use table::Outcome;
 
-/// RSS one half-open connection may cost the server, in KiB. The gateway puts no cap of its
-/// own on connections still sending their request head (only `handshake_timeout` and the
-/// open-files limit bound them; see SECURITY.md): each is a hyper connection with its 8 KiB
+/// RSS one half-open connection may cost the server, in KiB. Connections still sending their
+/// request head are bounded by `handshake_timeout`, `max_pending_per_ip` per address and the
+/// open-files limit (see SECURITY.md): each is a hyper connection with its 8 KiB
 /// read buffer, write buffer and task, 20-28 KiB measured in a debug build. 40 KiB leaves a
 /// margin; an unbounded buffer (a 1 GiB bomb, a 2^63 length) would go far past the total.
 const RSS_PER_HALF_OPEN_KIB: u64 = 40;
@@ -62,6 +62,7 @@ async fn hostile_input_gets_exact_answers_and_others_stay_served() {
     let (served, dropped) = floods::half_open(&server).await;
     outcomes.push(served);
     outcomes.push(dropped);
+    outcomes.push(floods::pending_per_ip(&server).await);
     rss.push(("floods".into(), server.rss_kib()));
     let rss_before_frames = server.rss_kib();
     outcomes.extend(cases_frames::run(addr).await);

@@ -20,6 +20,8 @@ pub const GOOD_ORIGIN: &str = "https://good.example";
 pub const MAX_MESSAGE: usize = 1024 * 1024;
 /// `limits.handshake_timeout` of the test config.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// `limits.max_pending_per_ip` of the test config (the default).
+pub const PENDING_PER_IP: usize = 256;
 /// The secret file beside the static root, which no request may read.
 pub const SECRET_TEXT: &str = "TOP-SECRET-OUTSIDE-THE-ROOT";
 
@@ -149,6 +151,7 @@ root = {root:?}
 max_message_size = "1 MiB"
 max_frame_size = "1 MiB"
 handshake_timeout = "5s"
+max_pending_per_ip = {PENDING_PER_IP}
 
 [auth.jwt]
 secret = "{SECRET}"

@@ -37,6 +37,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Most WebSocket connections open at once from one client IP. Default 256; more get 503.
     pub max_connections_per_ip: usize,
+    /// Most connections from one client IP that are not WebSockets (yet): TLS handshakes and
+    /// request heads in progress, and idle HTTP keep-alive connections. Default 256; more are
+    /// answered 503 (plain) or closed (TLS) at once.
+    pub max_pending_per_ip: usize,
     /// Time a new connection has to complete TLS and send a whole request head; also how
     /// long an idle HTTP keep-alive connection stays open. Default 10 s.
     #[serde(deserialize_with = "units::duration")]
@@ -67,6 +71,7 @@ impl Default for Limits {
             min_compress_size: proto.deflate.as_ref().map_or(64, |d| d.min_compress_size),
             max_connections: 10_000,
             max_connections_per_ip: 256,
+            max_pending_per_ip: 256,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             keepalive_interval: Duration::from_secs(20),
@@ -118,6 +123,9 @@ impl Limits {
         }
         if self.max_connections_per_ip == 0 {
             return Err(("max_connections_per_ip", "must be at least 1".into()));
+        }
+        if self.max_pending_per_ip == 0 {
+            return Err(("max_pending_per_ip", "must be at least 1".into()));
         }
         if self.handshake_timeout.is_zero() {
             return Err(("handshake_timeout", "must be longer than 0".into()));
