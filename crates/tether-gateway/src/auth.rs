@@ -221,8 +221,13 @@ impl JwtVerifier {
     fn verified_payload(&self, token: &str) -> Result<Vec<u8>, AuthError> {
         let invalid = |why: String| AuthError::Invalid(why);
         // An `alg` jsonwebtoken does not know, `none` included, fails here.
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| invalid(format!("bad JWT header: {e}")))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| {
+            tracing::debug!("JWT header refused: {e}");
+            invalid(match named_algorithm(token) {
+                Some(alg) => format!("JWT algorithm {alg:?} is not accepted"),
+                None => "bad JWT header".to_string(),
+            })
+        })?;
         // Only the configured algorithm passes: a token naming another one (such as HS256
         // "signed" with the RSA public key as the secret) is refused.
         if header.alg != self.algorithm {
@@ -331,6 +336,15 @@ fn env_secret(var: &str, key: &str) -> Result<String, ConfigError> {
 }
 
 /// Equality whose running time depends only on the lengths.
+/// The `alg` a JWT's header names, if it is readable JSON with a short string there (for
+/// a refusal that says which algorithm, without echoing anything long).
+fn named_algorithm(token: &str) -> Option<String> {
+    let header = URL_SAFE_NO_PAD.decode(token.split('.').next()?).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    let alg = header.get("alg")?.as_str()?;
+    (alg.len() <= 16 && alg.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| alg.to_string())
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

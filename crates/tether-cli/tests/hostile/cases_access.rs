@@ -110,9 +110,7 @@ pub async fn run(addr: SocketAddr) -> Vec<Outcome> {
             "JWT with alg none",
             &echo(&unsigned_jwt()),
             "",
-            "401: invalid token: bad JWT header: JSON error: unknown variant `none`, expected one of \
-             `HS256`, `HS384`, `HS512`, `ES256`, `ES384`, `RS256`, `RS384`, `RS512`, `PS256`, `PS384`, \
-             `PS512`, `EdDSA` at line 1 column 13",
+            "401: invalid token: JWT algorithm \"none\" is not accepted",
         )
         .await,
     );

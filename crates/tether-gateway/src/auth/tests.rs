@@ -158,10 +158,22 @@ fn alg_none_is_refused() {
         format!("{header}.{payload}."),
         format!("{header}.{payload}"),
     ] {
-        assert!(matches!(
+        assert_eq!(
             hs256(|_| {}).authenticate(Some(&token)),
-            Err(AuthError::Invalid(_))
-        ));
+            Err(AuthError::Invalid(
+                "JWT algorithm \"none\" is not accepted".into()
+            ))
+        );
+    }
+    // A header that is not JSON, or names something long, is not echoed back.
+    for header in [
+        b64(b"not json"),
+        b64(format!(r#"{{"alg":"{}"}}"#, "x".repeat(40)).as_bytes()),
+    ] {
+        assert_eq!(
+            hs256(|_| {}).authenticate(Some(&format!("{header}.{payload}."))),
+            Err(AuthError::Invalid("bad JWT header".into()))
+        );
     }
 }
 
