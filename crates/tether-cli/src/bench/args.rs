@@ -115,7 +115,7 @@ pub struct IdleArgs {
     /// Local source addresses, spread over round-robin: one IPv4 address or a range
     /// `127.0.0.1-127.0.0.16` (each gives its own ephemeral port range).
     #[arg(long, value_parser = parse_sources, value_name = "RANGE")]
-    pub sources: Option<Vec<Ipv4Addr>>,
+    pub sources: Option<Sources>,
     /// How long to hold the connections once all are open, before measuring RSS.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "TIME")]
     pub hold: Duration,
@@ -153,7 +153,7 @@ pub struct FanoutArgs {
     pub size: usize,
     /// Local source addresses for the subscribers, as for `idle`.
     #[arg(long, value_parser = parse_sources, value_name = "RANGE")]
-    pub sources: Option<Vec<Ipv4Addr>>,
+    pub sources: Option<Sources>,
     /// Connections opening at once.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub concurrency: usize,
@@ -251,8 +251,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
+/// Local source addresses, from `--sources`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sources(pub Vec<Ipv4Addr>);
+
 /// `127.0.0.1` or `127.0.0.1-127.0.0.16` (at most 65536 addresses).
-pub fn parse_sources(text: &str) -> Result<Vec<Ipv4Addr>, String> {
+pub fn parse_sources(text: &str) -> Result<Sources, String> {
     let parse = |s: &str| {
         s.trim()
             .parse::<Ipv4Addr>()
@@ -268,7 +272,7 @@ pub fn parse_sources(text: &str) -> Result<Vec<Ipv4Addr>, String> {
             "{text:?}: the range must go upwards and hold at most 65536 addresses"
         ));
     }
-    Ok((first..=last).map(Ipv4Addr::from).collect())
+    Ok(Sources((first..=last).map(Ipv4Addr::from).collect()))
 }
 
 #[cfg(test)]
@@ -287,10 +291,10 @@ mod tests {
 
     #[test]
     fn sources_are_ranges_of_addresses() {
-        let range = parse_sources("127.0.0.1-127.0.0.3").unwrap();
+        let range = parse_sources("127.0.0.1-127.0.0.3").unwrap().0;
         assert_eq!(range.len(), 3);
         assert_eq!(range[2], Ipv4Addr::new(127, 0, 0, 3));
-        assert_eq!(parse_sources("127.0.0.9").unwrap().len(), 1);
+        assert_eq!(parse_sources("127.0.0.9").unwrap().0.len(), 1);
         assert!(parse_sources("127.0.0.3-127.0.0.1").is_err());
         assert!(parse_sources("localhost").is_err());
     }

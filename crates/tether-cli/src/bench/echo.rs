@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tether_proto::frame::{FrameHeader, OpCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::timeout_at;
 
 use super::args::EchoArgs;
 use super::echo_check::{EchoCheck, Reply};
-use super::frame::{ReadBuffer, close_frame, complete_frame, pong_frame, repeated_frames};
-use super::handshake::{HandshakeSpec, Opened, open_many};
+use super::frame::{ReadBuffer, complete_frame, pong_frame, repeated_frames};
+use super::handshake::{HandshakeSpec, Opened, close, open_many};
 use super::progress::Progress;
 use super::recorder::{Recorder, Totals};
 use super::report::Report;
@@ -37,7 +37,7 @@ pub async fn run(args: &EchoArgs) -> Result<Report, String> {
     let target = &args.common.url;
     let spec = Arc::new(HandshakeSpec::new(target, target.resolve().await?, None));
     let mut connections = Vec::with_capacity(args.connections);
-    for (i, opened) in open_many(spec, args.connections, Arc::new([]), OPEN_CONCURRENCY)
+    for (i, opened) in open_many(spec, args.connections, Arc::new([]), OPEN_CONCURRENCY, None)
         .await
         .into_iter()
         .enumerate()
@@ -210,26 +210,6 @@ async fn echo_connection(
             .await;
         }
         Err(e) => totals.error(|| e),
-    }
-}
-
-/// Finishes the frame being written, sends a close and reads until the server's close,
-/// skipping the echoes still in flight (`read` holds any frame the server sends).
-async fn close(stream: &mut TcpStream, tail: &[u8], read: &mut ReadBuffer) -> std::io::Result<()> {
-    stream.write_all(tail).await?;
-    stream.write_all(&close_frame()).await?;
-    loop {
-        while let Ok(Some((header, range))) = complete_frame(read.filled()) {
-            if header.opcode == OpCode::Close {
-                return Ok(());
-            }
-            read.consume(range.end);
-        }
-        let n = stream.read(read.spare()).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        read.advance(n);
     }
 }
 

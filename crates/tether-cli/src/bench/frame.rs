@@ -108,6 +108,14 @@ impl ReadBuffer {
         buffer
     }
 
+    /// Empties the buffer and puts `bytes` in it (as many as fit).
+    pub fn reset(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.data.len());
+        self.data[..n].copy_from_slice(&bytes[..n]);
+        self.start = 0;
+        self.end = n;
+    }
+
     /// The bytes received and not consumed yet.
     pub fn filled(&self) -> &[u8] {
         &self.data[self.start..self.end]

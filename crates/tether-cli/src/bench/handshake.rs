@@ -1,16 +1,20 @@
 //! The opening handshake over raw TCP (RFC 6455 §4.1), built and checked by `tether_proto`,
-//! optionally from a chosen local source address.
+//! optionally from a chosen local source address; and the closing handshake (§7.1.2).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use tether_proto::Config;
+use tether_proto::frame::OpCode;
 use tether_proto::handshake::{ClientRequest, client_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
+use super::frame::{ReadBuffer, close_frame, complete_frame};
+use super::recorder::{Recorder, Totals};
 use super::target::Target;
 
 /// What is asked for in every handshake of a run.
@@ -103,18 +107,21 @@ pub struct Opened {
 
 /// Opens `count` connections, at most `concurrency` handshakes at once, spreading them
 /// over the `sources` addresses (round-robin; none: the system's choice). Results are in
-/// connection order.
+/// connection order. With `totals`, each handshake's time is recorded there.
 pub async fn open_many(
     spec: Arc<HandshakeSpec>,
     count: usize,
     sources: Arc<[IpAddr]>,
     concurrency: usize,
+    totals: Option<Arc<Totals>>,
 ) -> Vec<Result<Opened, String>> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = JoinSet::new();
     for _ in 0..concurrency.min(count) {
         let (spec, sources, next) = (spec.clone(), sources.clone(), next.clone());
+        let totals = totals.clone();
         workers.spawn(async move {
+            let mut recorder = totals.as_deref().map(Recorder::new);
             let mut opened = Vec::new();
             let mut buf = Vec::with_capacity(1024);
             loop {
@@ -123,10 +130,18 @@ pub async fn open_many(
                     return opened;
                 }
                 let local = (!sources.is_empty()).then(|| sources[index % sources.len()]);
+                let started = Instant::now();
                 let result = open(&spec, local, &mut buf).await.map(|stream| Opened {
                     stream,
                     leftover: buf.as_slice().into(),
                 });
+                if let Some(recorder) = &mut recorder {
+                    let now = Instant::now();
+                    match &result {
+                        Ok(_) => recorder.record(now, now - started, 0),
+                        Err(e) => recorder.totals().error(|| e.clone()),
+                    }
+                }
                 opened.push((index, result));
             }
         });
@@ -145,4 +160,30 @@ pub async fn open_many(
     all.into_iter()
         .map(|slot| slot.unwrap_or_else(|| Err("the connecting task failed".into())))
         .collect()
+}
+
+/// Finishes the frame being written (`tail`), sends a close and reads until the server's
+/// close and its end of the TCP connection, skipping the echoes still in flight. RFC 6455
+/// §7.1.1: "the server SHOULD close the underlying TCP connection first", so the TIME_WAIT
+/// state stays on the server's side and a client opening connections all day keeps its
+/// ports. Returns whether the server's close frame came.
+pub async fn close(
+    stream: &mut TcpStream,
+    tail: &[u8],
+    read: &mut ReadBuffer,
+) -> std::io::Result<bool> {
+    stream.write_all(tail).await?;
+    stream.write_all(&close_frame()).await?;
+    let mut closed = false;
+    loop {
+        while let Ok(Some((header, range))) = complete_frame(read.filled()) {
+            closed |= header.opcode == OpCode::Close;
+            read.consume(range.end);
+        }
+        let n = stream.read(read.spare()).await?;
+        if n == 0 {
+            return Ok(closed);
+        }
+        read.advance(n);
+    }
 }

@@ -8,15 +8,17 @@
 //! bottleneck ([`system`]).
 
 mod args;
+mod connect;
 mod echo;
 mod echo_check;
+mod echo_deflate;
 mod frame;
 mod handshake;
+mod idle;
 mod progress;
 #[allow(dead_code)] // duplicates: for fanout, next
 mod recorder;
 mod report;
-#[allow(dead_code)] // rss_kib: for idle, next
 mod system;
 mod target;
 
@@ -58,8 +60,11 @@ pub fn run(args: BenchArgs) -> ExitCode {
     };
     let outcome: Result<Report, String> = runtime.block_on(async {
         match &args.mode {
+            Mode::Echo(echo) if echo.deflate => echo_deflate::run(echo).await,
             Mode::Echo(echo) => echo::run(echo).await,
-            _ => Err("this workload is not built yet on this branch".into()),
+            Mode::Connect(connect) => connect::run(connect).await,
+            Mode::Idle(idle) => idle::run(idle).await,
+            Mode::Fanout(_) => Err("fanout is not built yet on this branch".into()),
         }
     });
     runtime.shutdown_background();

@@ -110,6 +110,11 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// The totals this recorder folds into.
+    pub fn totals(&self) -> &'a Totals {
+        self.totals
+    }
+
     /// Records a message of `bytes` payload that took `latency` and completed at `now`;
     /// outside the measured window it is not counted.
     pub fn record(&mut self, now: Instant, latency: Duration, bytes: usize) {
