@@ -187,3 +187,177 @@ fn bad_arguments_are_refused() {
     );
     assert_eq!(out.code(), 2, "{out:?}");
 }
+
+#[test]
+fn connect_counts_opening_and_closing_handshakes() {
+    let serve = Serve::start(None);
+    let url = serve.url("/echo");
+    let (out, json) = bench_json(&["connect", "--url", &url, "-c", "4", "--duration", "600ms"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_common_fields(&json, "connect");
+    assert_eq!(json["connections"], 4);
+    assert!(json["messages"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(json["errors"], 0, "{json}");
+    assert!(json["latency_us"]["p50"].as_u64().unwrap() > 0, "{json}");
+}
+
+#[test]
+fn connect_to_nothing_fails_clearly() {
+    let url = format!("ws://127.0.0.1:{}/", support::free_port());
+    let out = run(
+        &["bench", "connect", "--url", &url, "--duration", "200ms"],
+        b"",
+    );
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
+}
+
+#[test]
+fn idle_reports_the_servers_memory_per_connection() {
+    let serve = Serve::start(None);
+    let url = serve.url("/echo");
+    let pid = serve.process.child.id().to_string();
+    let (out, json) = bench_json(&[
+        "idle",
+        "--url",
+        &url,
+        "-n",
+        "300",
+        "--sources",
+        "127.0.0.1-127.0.0.3",
+        "--hold",
+        "300ms",
+        "--server-pid",
+        &pid,
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_common_fields(&json, "idle");
+    assert_eq!(json["connections_open"], 300, "{json}");
+    assert_eq!(json["messages"], 300, "one handshake each: {json}");
+    assert_eq!(json["sources"], 3);
+    let before = json["server_rss_before_kib"].as_u64().unwrap();
+    let after = json["server_rss_after_kib"].as_u64().unwrap();
+    assert!(before > 0 && after > 0, "{json}");
+    let per_connection = json["bytes_per_connection"].as_f64().unwrap();
+    let expected = (after as f64 - before as f64) * 1024.0 / 300.0;
+    assert!((per_connection - expected).abs() <= 1.0, "{json}");
+}
+
+#[test]
+fn idle_refuses_more_connections_than_open_files_allow() {
+    let out = run(
+        &[
+            "bench",
+            "idle",
+            "--url",
+            "ws://127.0.0.1:1/",
+            "-n",
+            "100000000",
+        ],
+        b"",
+    );
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(out.stderr.contains("RLIMIT_NOFILE"), "{}", out.stderr);
+}
+
+fn fanout_args<'a>(url: &'a str, topic: &'a str) -> Vec<&'a str> {
+    vec![
+        "fanout",
+        "--url",
+        url,
+        "-n",
+        "50",
+        "--topic",
+        topic,
+        "--rate",
+        "40",
+        "--duration",
+        "500ms",
+        "--size",
+        "100",
+    ]
+}
+
+fn assert_every_subscriber_got_every_message(json: &Value) {
+    assert_common_fields(json, "fanout");
+    assert_eq!(json["subscribers"], 50);
+    let published = json["published"].as_u64().unwrap();
+    // 40/s for 0.5 s: about 20, fewer when the machine is busy.
+    assert!(published >= 2, "{json}");
+    assert_eq!(
+        json["deliveries"].as_u64().unwrap(),
+        published * 50,
+        "{json}"
+    );
+    assert_eq!(json["messages"], json["deliveries"]);
+    assert_eq!(json["drops"], 0, "{json}");
+    assert_eq!(json["duplicates"], 0, "{json}");
+    assert_eq!(json["errors"], 0, "{json}");
+    let p50 = json["latency_us"]["p50"].as_u64().unwrap();
+    assert!(p50 > 0 && p50 < 5_000_000, "{json}");
+}
+
+#[test]
+fn fanout_over_a_websocket_publisher_delivers_everything_once() {
+    let serve = Serve::start(None);
+    let url = serve.url("/ws");
+    let (out, json) = bench_json(&fanout_args(&url, "bench.ws"));
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(json["publisher"], "websocket");
+    assert_every_subscriber_got_every_message(&json);
+}
+
+#[test]
+fn fanout_over_the_http_publish_api_delivers_everything_once() {
+    let serve = Serve::start(None);
+    let url = serve.url("/ws");
+    let publish = format!("http://{}/api/publish", serve.addr);
+    let mut args = fanout_args(&url, "bench.http");
+    args.extend(["--publish-url", &publish]);
+    let (out, json) = bench_json(&args);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(json["publisher"], "http");
+    assert_every_subscriber_got_every_message(&json);
+}
+
+#[test]
+fn fanout_counts_a_refused_subscribe_as_an_error() {
+    let serve = Serve::start(None);
+    let url = serve.url("/ws");
+    let mut args = fanout_args(&url, "bad*topic");
+    args[4] = "3";
+    let (out, json) = bench_json(&args);
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(json["errors"].as_u64().unwrap() >= 3, "{json}");
+    let first = json["first_error"].as_str().unwrap();
+    assert!(first.contains("invalid_topic"), "{json}");
+}
+
+#[test]
+fn echo_with_deflate_runs_on_the_tether_client() {
+    let serve = Serve::start(None);
+    let url = serve.url("/echo");
+    let (out, json) = bench_json(&[
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "2",
+        "--size",
+        "2000",
+        "--in-flight",
+        "4",
+        "--deflate",
+        "--threads",
+        "2",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_common_fields(&json, "echo");
+    assert_eq!(json["deflate"], true);
+    assert!(json["messages"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(json["errors"], 0, "{json}");
+}

@@ -12,11 +12,13 @@ mod connect;
 mod echo;
 mod echo_check;
 mod echo_deflate;
+mod fanout;
+mod fanout_publish;
+mod fanout_wire;
 mod frame;
 mod handshake;
 mod idle;
 mod progress;
-#[allow(dead_code)] // duplicates: for fanout, next
 mod recorder;
 mod report;
 mod system;
@@ -64,7 +66,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
             Mode::Echo(echo) => echo::run(echo).await,
             Mode::Connect(connect) => connect::run(connect).await,
             Mode::Idle(idle) => idle::run(idle).await,
-            Mode::Fanout(_) => Err("fanout is not built yet on this branch".into()),
+            Mode::Fanout(fanout) => fanout::run(fanout).await,
         }
     });
     runtime.shutdown_background();
