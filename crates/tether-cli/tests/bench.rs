@@ -4,6 +4,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::mpsc;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -108,11 +109,22 @@ fn echo_of_large_text_messages_and_request_response() {
     assert!((mb - expected).abs() < 0.01, "{mb} vs {expected}");
 }
 
-/// An echo server that changes one byte of its `corrupt_at`-th echo (counting from 1).
-fn corrupting_echo_server(corrupt_at: usize) -> SocketAddr {
+/// How the test's echo server misbehaves.
+#[derive(Clone, Copy, Default)]
+struct Misbehaviour {
+    /// Change one byte of this echo (counting from 1).
+    corrupt_at: Option<usize>,
+    /// Send a ping before every this-many-th echo.
+    ping_every: Option<usize>,
+}
+
+/// An echo server for one connection; when the connection ends its thread reports the
+/// pings it sent, and the pongs it received that did and did not match one of them.
+fn echo_server(misbehaviour: Misbehaviour) -> (SocketAddr, mpsc::Receiver<(usize, usize, usize)>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
+    let (done, report) = mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -120,19 +132,34 @@ fn corrupting_echo_server(corrupt_at: usize) -> SocketAddr {
             .unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            // One connection is enough: the test runs the tool with -c 1.
+            // One connection is enough: the tests run the tool with -c 1.
             let (stream, _) = listener.accept().await.unwrap();
             let mut ws = tether::accept(stream).await.unwrap();
-            let mut count = 0;
+            let (mut count, mut pings, mut pongs, mut unmatched) = (0, Vec::new(), 0, 0);
             while let Some(Ok(message)) = ws.next().await {
                 let reply = match message {
                     Message::Binary(data) => {
                         count += 1;
                         let mut data = data.to_vec();
-                        if count == corrupt_at {
+                        if misbehaviour.corrupt_at == Some(count) {
                             data[3] ^= 0x01;
                         }
+                        if misbehaviour.ping_every.is_some_and(|n| count % n == 0) {
+                            let payload = format!("p{count}");
+                            pings.push(payload.clone());
+                            if ws.send(Message::Ping(payload.into())).await.is_err() {
+                                break;
+                            }
+                        }
                         Message::binary(data)
+                    }
+                    Message::Pong(payload) => {
+                        if pings.iter().any(|p| p.as_bytes() == &payload[..]) {
+                            pongs += 1;
+                        } else {
+                            unmatched += 1;
+                        }
+                        continue;
                     }
                     Message::Close(_) => break,
                     _ => continue,
@@ -141,14 +168,18 @@ fn corrupting_echo_server(corrupt_at: usize) -> SocketAddr {
                     break;
                 }
             }
+            let _ = done.send((pings.len(), pongs, unmatched));
         });
     });
-    addr
+    (addr, report)
 }
 
 #[test]
 fn echo_detects_a_changed_byte() {
-    let addr = corrupting_echo_server(5);
+    let (addr, _) = echo_server(Misbehaviour {
+        corrupt_at: Some(5),
+        ..Misbehaviour::default()
+    });
     let url = format!("ws://{addr}/");
     let (out, json) = bench_json(&[
         "echo",
@@ -167,6 +198,40 @@ fn echo_detects_a_changed_byte() {
     assert_eq!(json["first_error"], "the echo differs at byte 3", "{json}");
     assert!(json["messages"].as_u64().unwrap() > 5, "goes on: {json}");
     assert_eq!(out.code(), 1, "errors give exit 1: {out:?}");
+}
+
+#[test]
+fn echo_answers_pings_between_frames() {
+    let (addr, report) = echo_server(Misbehaviour {
+        ping_every: Some(3),
+        ..Misbehaviour::default()
+    });
+    let url = format!("ws://{addr}/");
+    let (out, json) = bench_json(&[
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "1",
+        "--size",
+        "1000",
+        "--in-flight",
+        "8",
+        "--duration",
+        "400ms",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(json["errors"], 0, "{json}");
+    let (pings, pongs, unmatched) = report.recv_timeout(support::PATIENCE).unwrap();
+    assert!(pings > 0, "no ping sent");
+    // RFC 6455 §5.5.3: pings read together may get one pong, for the most recent.
+    assert!(
+        pongs > 0 && pongs <= pings,
+        "{pongs} pongs for {pings} pings"
+    );
+    assert_eq!(unmatched, 0, "pongs with a payload no ping had");
 }
 
 #[test]

@@ -118,6 +118,10 @@ async fn echo_connection(
 
     let outcome: Result<(), String> = async {
         loop {
+            // A socket that is always ready never lets the timeout below fire.
+            if Instant::now() >= totals.measure_until {
+                return Ok(());
+            }
             let interest = if due > 0 || pong.is_due() {
                 Interest::READABLE | Interest::WRITABLE
             } else {
@@ -129,12 +133,17 @@ async fn echo_connection(
                 Ok(ready) => ready.map_err(|e| format!("socket: {e}"))?,
             };
             if ready.is_writable() {
-                // A pong goes between whole frames, never inside one.
-                if pong.is_due() && write_pos % frame_len == 0 {
+                // A pong goes between whole frames, never inside one: the frame being
+                // written is finished first.
+                let at_boundary = write_pos % frame_len == 0;
+                if pong.is_due() && at_boundary {
                     pong.write(&stream)?;
                 }
-                if due > 0 && !pong.is_due() {
-                    let end = (write_pos + due).min(wire.len());
+                if due > 0 && !(pong.is_due() && at_boundary) {
+                    let mut end = (write_pos + due).min(wire.len());
+                    if pong.is_due() {
+                        end = end.min((write_pos / frame_len + 1) * frame_len);
+                    }
                     match stream.try_write(&wire[write_pos..end]) {
                         Ok(n) => {
                             due -= n;
