@@ -309,6 +309,21 @@ fn idle_reports_the_servers_memory_per_connection() {
 }
 
 #[test]
+fn idle_counts_connections_the_server_ended_while_held() {
+    let config = "[limits]\nidle_timeout = \"200ms\"\nkeepalive_interval = \"100ms\"\n";
+    let serve = Serve::start(Some(config));
+    let url = serve.url("/echo");
+    let (out, json) = bench_json(&["idle", "--url", &url, "-n", "20", "--hold", "900ms"]);
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert_eq!(json["connections_open"], 0, "{json}");
+    assert_eq!(json["errors"], 20, "{json}");
+    assert!(
+        json.get("bytes_per_connection").is_none(),
+        "no --server-pid"
+    );
+}
+
+#[test]
 fn idle_refuses_more_connections_than_open_files_allow() {
     let out = run(
         &[

@@ -1,14 +1,17 @@
 //! `tether bench idle`: open N connections and hold them, for the server's memory per idle
 //! connection (its RSS before the first and after the last, once settled).
 
+use std::io::ErrorKind;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
+use tether_proto::frame::OpCode;
+use tokio::net::TcpStream;
 
 use super::args::IdleArgs;
-use super::frame::close_frame;
+use super::frame::{close_frame, complete_frame};
 use super::handshake::{HandshakeSpec, open_many};
 use super::progress::Progress;
 use super::recorder::Totals;
@@ -46,6 +49,15 @@ pub async fn run(args: &IdleArgs) -> Result<Report, String> {
     tokio::time::sleep(args.hold).await;
     let rss_after = args.server_pid.map(rss_kib).transpose()?;
     progress.finish();
+    // A connection the server ended while held is not idle any more.
+    let mut probe = [0u8; 256];
+    let ended = streams
+        .iter()
+        .filter(|opened| ended_by_server(&opened.stream, &mut probe))
+        .count();
+    for _ in 0..ended {
+        totals.error(|| "the server ended a held connection".into());
+    }
 
     let mut report = Report::new(
         "idle",
@@ -55,7 +67,7 @@ pub async fn run(args: &IdleArgs) -> Result<Report, String> {
         &cpu,
         args.common.threads,
     );
-    let held = streams.len();
+    let held = streams.len() - ended;
     report.parameters = vec![
         ("connections", json!(args.connections)),
         (
@@ -84,6 +96,25 @@ pub async fn run(args: &IdleArgs) -> Result<Report, String> {
     }
     drop(streams);
     Ok(report)
+}
+
+/// Whether the server ended `stream` or started to: its end of stream, an error, or a
+/// close frame (e.g. 1008 after its idle timeout) is waiting. Pings do not count.
+fn ended_by_server(stream: &TcpStream, probe: &mut [u8]) -> bool {
+    match stream.try_read(probe) {
+        Ok(0) => true,
+        Ok(n) => {
+            let mut rest = &probe[..n];
+            while let Ok(Some((header, range))) = complete_frame(rest) {
+                if header.opcode == OpCode::Close {
+                    return true;
+                }
+                rest = &rest[range.end..];
+            }
+            false
+        }
+        Err(e) => e.kind() != ErrorKind::WouldBlock,
+    }
 }
 
 /// Far enough past the opening phase that it never ends the window.

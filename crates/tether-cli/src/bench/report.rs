@@ -244,4 +244,24 @@ mod tests {
         assert!(json["load_bound"].is_boolean());
         assert!(report.to_text().contains("500 messages/s"));
     }
+
+    #[test]
+    fn load_bound_from_ninety_percent() {
+        let now = Instant::now();
+        let totals = Totals::new(now, now);
+        let cpu = CpuMeter::start();
+        let mut report = Report::new("echo", "ws://x/", &totals, Duration::ZERO, &cpu, 1);
+        report.load_cpu_percent = Some(89.9);
+        assert!(!report.load_bound());
+        report.load_cpu_percent = Some(90.0);
+        assert!(report.load_bound());
+        assert_eq!(report.to_json()["load_bound"], true);
+        assert_eq!(
+            report.to_json()["messages_per_s"],
+            0.0,
+            "no window, no rate"
+        );
+        report.load_cpu_percent = None;
+        assert!(!report.load_bound(), "unknown CPU is not load-bound");
+    }
 }
