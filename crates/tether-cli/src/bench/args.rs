@@ -157,7 +157,8 @@ pub struct FanoutArgs {
     /// Connections opening at once.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub concurrency: usize,
-    /// How long to wait after the last publish for its deliveries.
+    /// How long to wait after the last publish for its deliveries; what has not come by
+    /// then counts as dropped.
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "TIME")]
     pub settle: Duration,
 }

@@ -55,7 +55,8 @@ pub async fn run(args: &FanoutArgs) -> Result<Report, String> {
     let clock = Instant::now();
     let totals = Arc::new(Totals::new(clock, clock + Duration::from_secs(24 * 3600)));
     let subscribed = Arc::new(Barrier::new(args.subscribers + 1));
-    let (final_tx, final_rx) = watch::channel(None::<u64>);
+    // The last offset published, and until when to wait for it.
+    let (final_tx, final_rx) = watch::channel(None::<(u64, Instant)>);
     let read_capacity = 4096 + 2 * (args.size + 512);
     let mut tasks = JoinSet::new();
     for opened in opened {
@@ -79,9 +80,11 @@ pub async fn run(args: &FanoutArgs) -> Result<Report, String> {
     let cpu = CpuMeter::start();
     let progress = Progress::start("fanout", totals.clone(), args.common.json);
     let published: Published = publish(args, &spec, clock, &totals).await?;
-    let _ = final_tx.send(Some(published.last_offset));
     let settle_until = Instant::now() + args.settle;
-    while let Ok(Some(_)) = timeout_at(settle_until.into(), tasks.join_next()).await {}
+    let _ = final_tx.send(Some((published.last_offset, settle_until)));
+    // Each subscriber stops by itself at `settle_until`; this is a safety net.
+    let give_up = settle_until + SUBSCRIBE_TIMEOUT;
+    while let Ok(Some(_)) = timeout_at(give_up.into(), tasks.join_next()).await {}
     let unsettled = tasks.len();
     tasks.abort_all();
     progress.finish();
@@ -170,25 +173,27 @@ async fn subscribe(opened: Opened, topic: &str, capacity: usize) -> Result<Subsc
 }
 
 impl Subscriber {
-    /// Receives deliveries until the last published offset is in (known from `last`), the
-    /// connection fails, or the task is stopped at the settle deadline.
+    /// Receives deliveries until the last published offset is in, the connection fails, or
+    /// the settle deadline passes (both known from `last` once publishing is over); what
+    /// has not come by then counts as dropped.
     async fn receive(
         mut self,
         clock: Instant,
         totals: &Totals,
-        mut last: watch::Receiver<Option<u64>>,
+        mut last: watch::Receiver<Option<(u64, Instant)>>,
     ) {
         let mut recorder = Recorder::new(totals);
-        let never = Instant::now() + Duration::from_secs(24 * 3600);
+        let mut deadline = Instant::now() + Duration::from_secs(24 * 3600);
         let outcome: Result<(), String> = async {
             loop {
-                if let Some(last) = *last.borrow_and_update() {
+                if let Some((last, settle_until)) = *last.borrow_and_update() {
                     if self.next_offset > last {
                         return Ok(());
                     }
+                    deadline = settle_until;
                 }
                 let frame = tokio::select! {
-                    frame = next_frame(&mut self.stream, &mut self.read, never) => frame?,
+                    frame = next_frame(&mut self.stream, &mut self.read, deadline) => frame?,
                     changed = last.changed() => {
                         if changed.is_err() {
                             return Ok(());
@@ -238,7 +243,7 @@ impl Subscriber {
             totals.error(|| format!("subscriber: {e}"));
         }
         // What never came is dropped.
-        if let Some(last) = *last.borrow() {
+        if let Some((last, _)) = *last.borrow() {
             let missing = (last + 1).saturating_sub(self.next_offset);
             totals.drops.fetch_add(missing, Ordering::Relaxed);
         }
