@@ -96,10 +96,14 @@ Workloads:
            handshakes and start again; latency of the opening handshake.
   idle     opens -n connections (over the --sources addresses, so past one ephemeral port
            range), holds them for --hold, and with --server-pid reports the server's RSS
-           (VmRSS) before and after, and the bytes per connection.
+           (VmRSS) before and after, and the bytes per connection. Refused handshakes count
+           as errors: `tether serve` allows 256 connections per source address by default
+           (limits.max_connections_per_ip; or spread them with --sources).
   fanout   -n subscribers on a tether.pubsub.v1 route, one publisher at --rate per second
            (over a WebSocket on --url, or the HTTP API with --publish-url); latency from
-           publish to delivery from a timestamp in the payload; drops are missing offsets.
+           publish to delivery from a timestamp in the payload; drops are missing offsets
+           (and deliveries not in by --settle), so nothing else may publish to the topic
+           meanwhile. MB/s counts the whole delivered messages (envelope and data).
 
 Every run reports messages/s, MB/s of payload (MB = 10^6 bytes), latency p50/p99/p999/max
 (HDR histogram, microseconds), errors and drops; --json prints one object on stdout. A
