@@ -441,3 +441,82 @@ fn echo_with_deflate_runs_on_the_tether_client() {
     assert!(json["messages"].as_u64().unwrap() > 0, "{json}");
     assert_eq!(json["errors"], 0, "{json}");
 }
+
+/// A pub/sub server of this test that drops offset 3 and delivers offset 5 twice, to every
+/// subscriber; it speaks just enough of tether.pubsub.v1 for the fan-out workload.
+fn lossy_pubsub_server() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (deliveries, _) = tokio::sync::broadcast::channel::<String>(1024);
+            let published = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (deliveries, published) = (deliveries.clone(), published.clone());
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tether::accept(stream).await else {
+                        return;
+                    };
+                    let mut feed = deliveries.subscribe();
+                    loop {
+                        tokio::select! {
+                            request = ws.next() => {
+                                let Some(Ok(Message::Text(text))) = request else { return };
+                                let request: Value = serde_json::from_str(text.as_str()).unwrap();
+                                let reply = if request["type"] == "subscribe" {
+                                    r#"{"type":"ack","id":1,"topics":{"t":{"epoch":"e","offset":0}}}"#.to_string()
+                                } else {
+                                    let offset = published.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                                    let message = format!(
+                                        r#"{{"type":"message","topic":"t","epoch":"e","offset":{offset},"ts":0,"data":{}}}"#,
+                                        request["data"]
+                                    );
+                                    let times = match offset { 3 => 0, 5 => 2, _ => 1 };
+                                    for _ in 0..times {
+                                        let _ = deliveries.send(message.clone());
+                                    }
+                                    format!(r#"{{"type":"ack","id":{},"topic":"t","epoch":"e","offset":{offset}}}"#, request["id"])
+                                };
+                                if ws.send(Message::text(reply)).await.is_err() { return }
+                            }
+                            delivery = feed.recv() => {
+                                let Ok(delivery) = delivery else { return };
+                                if ws.send(Message::text(delivery)).await.is_err() { return }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    });
+    addr
+}
+
+#[test]
+fn fanout_counts_drops_and_duplicates() {
+    let addr = lossy_pubsub_server();
+    let url = format!("ws://{addr}/");
+    let mut args = fanout_args(&url, "t");
+    args[4] = "5";
+    let (out, json) = bench_json(&args);
+    assert_eq!(out.code(), 0, "drops are measured, not errors: {out:?}");
+    let published = json["published"].as_u64().unwrap();
+    assert!(published >= 6, "{json}");
+    assert_eq!(json["drops"], 5, "offset 3 for each subscriber: {json}");
+    assert_eq!(json["duplicates"], 5, "offset 5 twice: {json}");
+    assert_eq!(
+        json["deliveries"].as_u64().unwrap(),
+        (published - 1) * 5,
+        "{json}"
+    );
+    assert_eq!(json["errors"], 0, "{json}");
+}

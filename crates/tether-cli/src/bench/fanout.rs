@@ -213,7 +213,9 @@ impl Subscriber {
                             totals.duplicates.fetch_add(1, Ordering::Relaxed);
                         } else {
                             let missing = got - self.next_offset;
-                            totals.drops.fetch_add(missing, Ordering::Relaxed);
+                            if missing > 0 {
+                                totals.drops.fetch_add(missing, Ordering::Relaxed);
+                            }
                             self.next_offset = got + 1;
                             let sent = stamp_us(text).map(|us| clock + Duration::from_micros(us));
                             let latency = sent
