@@ -1,0 +1,522 @@
+//! `tether bench` against real servers over loopback: `tether serve` as a child process,
+//! and a server of this test that corrupts an echo. Each run is short (well under 2 s).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use support::{Output, Serve, run};
+use tether::Message;
+
+/// `tether bench ARGS --json`: the exit code and the JSON object printed.
+fn bench_json(args: &[&str]) -> (Output, Value) {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = run(&all, b"");
+    let json = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {out:?}"));
+    (out, json)
+}
+
+fn assert_common_fields(json: &Value, mode: &str) {
+    assert_eq!(json["mode"], mode, "{json}");
+    for field in [
+        "url",
+        "duration_s",
+        "messages",
+        "messages_per_s",
+        "mb_per_s",
+        "errors",
+        "drops",
+        "load_cpu_percent",
+        "load_bound",
+    ] {
+        assert!(json.get(field).is_some(), "{field} missing: {json}");
+    }
+    for quantile in ["p50", "p99", "p999", "max"] {
+        assert!(
+            json["latency_us"][quantile].is_u64(),
+            "latency {quantile}: {json}"
+        );
+    }
+    assert!(json["load_bound"].is_boolean(), "{json}");
+}
+
+#[test]
+fn echo_against_tether_serve_checks_every_echo() {
+    let serve = Serve::start(None);
+    let url = serve.url("/echo");
+    let (out, json) = bench_json(&[
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "4",
+        "--size",
+        "16",
+        "--in-flight",
+        "8",
+        "--duration",
+        "800ms",
+        "--warmup",
+        "100ms",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_common_fields(&json, "echo");
+    assert_eq!(json["connections"], 4);
+    assert_eq!(json["size"], 16);
+    assert_eq!(json["in_flight"], 8);
+    assert_eq!(json["duration_s"], 0.8);
+    assert!(json["messages"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(json["errors"], 0, "{json}");
+    assert_eq!(json["drops"], 0, "{json}");
+    let p50 = json["latency_us"]["p50"].as_u64().unwrap();
+    assert!(p50 <= json["latency_us"]["max"].as_u64().unwrap());
+    // --json with stderr not a terminal: no progress line.
+    assert!(!out.stderr.contains("[echo]"), "{}", out.stderr);
+}
+
+#[test]
+fn echo_of_large_text_messages_and_request_response() {
+    let serve = Serve::start(None);
+    let url = serve.url("/echo");
+    let (out, json) = bench_json(&[
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "2",
+        "--size",
+        "70000",
+        "--request-response",
+        "--text",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(json["in_flight"], 1);
+    assert_eq!(json["text"], true);
+    let messages = json["messages"].as_u64().unwrap();
+    assert!(messages > 0, "{json}");
+    let mb = json["mb_per_s"].as_f64().unwrap();
+    let expected = messages as f64 * 70_000.0 / 0.5 / 1e6;
+    assert!((mb - expected).abs() < 0.01, "{mb} vs {expected}");
+}
+
+/// How the test's echo server misbehaves.
+#[derive(Clone, Copy, Default)]
+struct Misbehaviour {
+    /// Change one byte of this echo (counting from 1).
+    corrupt_at: Option<usize>,
+    /// Send a ping before every this-many-th echo.
+    ping_every: Option<usize>,
+}
+
+/// An echo server for one connection; when the connection ends its thread reports the
+/// pings it sent, and the pongs it received that did and did not match one of them.
+fn echo_server(misbehaviour: Misbehaviour) -> (SocketAddr, mpsc::Receiver<(usize, usize, usize)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let (done, report) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            // One connection is enough: the tests run the tool with -c 1.
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut ws = tether::accept(stream).await.unwrap();
+            let (mut count, mut pings, mut pongs, mut unmatched) = (0, Vec::new(), 0, 0);
+            while let Some(Ok(message)) = ws.next().await {
+                let reply = match message {
+                    Message::Binary(data) => {
+                        count += 1;
+                        let mut data = data.to_vec();
+                        if misbehaviour.corrupt_at == Some(count) {
+                            data[3] ^= 0x01;
+                        }
+                        if misbehaviour.ping_every.is_some_and(|n| count % n == 0) {
+                            let payload = format!("p{count}");
+                            pings.push(payload.clone());
+                            if ws.send(Message::Ping(payload.into())).await.is_err() {
+                                break;
+                            }
+                        }
+                        Message::binary(data)
+                    }
+                    Message::Pong(payload) => {
+                        if pings.iter().any(|p| p.as_bytes() == &payload[..]) {
+                            pongs += 1;
+                        } else {
+                            unmatched += 1;
+                        }
+                        continue;
+                    }
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                if ws.send(reply).await.is_err() {
+                    break;
+                }
+            }
+            let _ = done.send((pings.len(), pongs, unmatched));
+        });
+    });
+    (addr, report)
+}
+
+#[test]
+fn echo_detects_a_changed_byte() {
+    let (addr, _) = echo_server(Misbehaviour {
+        corrupt_at: Some(5),
+        ..Misbehaviour::default()
+    });
+    let url = format!("ws://{addr}/");
+    let (out, json) = bench_json(&[
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "1",
+        "--in-flight",
+        "4",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(json["errors"], 1, "{json}");
+    assert_eq!(json["first_error"], "the echo differs at byte 3", "{json}");
+    assert!(json["messages"].as_u64().unwrap() > 5, "goes on: {json}");
+    assert_eq!(out.code(), 1, "errors give exit 1: {out:?}");
+}
+
+#[test]
+fn echo_answers_pings_between_frames() {
+    let (addr, report) = echo_server(Misbehaviour {
+        ping_every: Some(3),
+        ..Misbehaviour::default()
+    });
+    let url = format!("ws://{addr}/");
+    let (out, json) = bench_json(&[
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "1",
+        "--size",
+        "1000",
+        "--in-flight",
+        "8",
+        "--duration",
+        "400ms",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(json["errors"], 0, "{json}");
+    let (pings, pongs, unmatched) = report.recv_timeout(support::PATIENCE).unwrap();
+    assert!(pings > 0, "no ping sent");
+    // RFC 6455 §5.5.3: pings read together may get one pong, for the most recent.
+    assert!(
+        pongs > 0 && pongs <= pings,
+        "{pongs} pongs for {pings} pings"
+    );
+    assert_eq!(unmatched, 0, "pongs with a payload no ping had");
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let out = run(&["bench", "echo", "--url", "wss://127.0.0.1:1/"], b"");
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(out.stderr.contains("plain TCP"), "{}", out.stderr);
+    let out = run(
+        &[
+            "bench",
+            "echo",
+            "--url",
+            "ws://127.0.0.1:1/",
+            "--in-flight",
+            "0",
+        ],
+        b"",
+    );
+    assert_eq!(out.code(), 2, "{out:?}");
+}
+
+#[test]
+fn connect_counts_opening_and_closing_handshakes() {
+    let serve = Serve::start(None);
+    let url = serve.url("/echo");
+    let (out, json) = bench_json(&["connect", "--url", &url, "-c", "4", "--duration", "600ms"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_common_fields(&json, "connect");
+    assert_eq!(json["connections"], 4);
+    assert!(json["messages"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(json["errors"], 0, "{json}");
+    assert!(json["latency_us"]["p50"].as_u64().unwrap() > 0, "{json}");
+}
+
+#[test]
+fn connect_to_nothing_fails_clearly() {
+    let url = format!("ws://127.0.0.1:{}/", support::free_port());
+    let out = run(
+        &["bench", "connect", "--url", &url, "--duration", "200ms"],
+        b"",
+    );
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
+}
+
+#[test]
+fn idle_reports_the_servers_memory_per_connection() {
+    let serve = Serve::start(None);
+    let url = serve.url("/echo");
+    let pid = serve.process.child.id().to_string();
+    let (out, json) = bench_json(&[
+        "idle",
+        "--url",
+        &url,
+        "-n",
+        "300",
+        "--sources",
+        "127.0.0.1-127.0.0.3",
+        "--hold",
+        "300ms",
+        "--server-pid",
+        &pid,
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_common_fields(&json, "idle");
+    assert_eq!(json["connections_open"], 300, "{json}");
+    assert_eq!(json["messages"], 300, "one handshake each: {json}");
+    assert_eq!(json["sources"], 3);
+    let before = json["server_rss_before_kib"].as_u64().unwrap();
+    let after = json["server_rss_after_kib"].as_u64().unwrap();
+    assert!(before > 0 && after > 0, "{json}");
+    let per_connection = json["bytes_per_connection"].as_f64().unwrap();
+    let expected = (after as f64 - before as f64) * 1024.0 / 300.0;
+    assert!((per_connection - expected).abs() <= 1.0, "{json}");
+}
+
+#[test]
+fn idle_counts_connections_the_server_ended_while_held() {
+    let config = "[limits]\nidle_timeout = \"200ms\"\nkeepalive_interval = \"100ms\"\n";
+    let serve = Serve::start(Some(config));
+    let url = serve.url("/echo");
+    let (out, json) = bench_json(&["idle", "--url", &url, "-n", "20", "--hold", "900ms"]);
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert_eq!(json["connections_open"], 0, "{json}");
+    assert_eq!(json["errors"], 20, "{json}");
+    assert!(
+        json.get("bytes_per_connection").is_none(),
+        "no --server-pid"
+    );
+}
+
+#[test]
+fn idle_refuses_more_connections_than_open_files_allow() {
+    let out = run(
+        &[
+            "bench",
+            "idle",
+            "--url",
+            "ws://127.0.0.1:1/",
+            "-n",
+            "100000000",
+        ],
+        b"",
+    );
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(out.stderr.contains("RLIMIT_NOFILE"), "{}", out.stderr);
+}
+
+fn fanout_args<'a>(url: &'a str, topic: &'a str) -> Vec<&'a str> {
+    vec![
+        "fanout",
+        "--url",
+        url,
+        "-n",
+        "50",
+        "--topic",
+        topic,
+        "--rate",
+        "40",
+        "--duration",
+        "500ms",
+        "--size",
+        "100",
+    ]
+}
+
+fn assert_every_subscriber_got_every_message(json: &Value) {
+    assert_common_fields(json, "fanout");
+    assert_eq!(json["subscribers"], 50);
+    let published = json["published"].as_u64().unwrap();
+    // 40/s for 0.5 s: about 20, fewer when the machine is busy.
+    assert!(published >= 2, "{json}");
+    assert_eq!(
+        json["deliveries"].as_u64().unwrap(),
+        published * 50,
+        "{json}"
+    );
+    assert_eq!(json["messages"], json["deliveries"]);
+    assert_eq!(json["drops"], 0, "{json}");
+    assert_eq!(json["duplicates"], 0, "{json}");
+    assert_eq!(json["errors"], 0, "{json}");
+    let p50 = json["latency_us"]["p50"].as_u64().unwrap();
+    assert!(p50 > 0 && p50 < 5_000_000, "{json}");
+}
+
+#[test]
+fn fanout_over_a_websocket_publisher_delivers_everything_once() {
+    let serve = Serve::start(None);
+    let url = serve.url("/ws");
+    let (out, json) = bench_json(&fanout_args(&url, "bench.ws"));
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(json["publisher"], "websocket");
+    assert_every_subscriber_got_every_message(&json);
+}
+
+#[test]
+fn fanout_over_the_http_publish_api_delivers_everything_once() {
+    let serve = Serve::start(None);
+    let url = serve.url("/ws");
+    let publish = format!("http://{}/api/publish", serve.addr);
+    let mut args = fanout_args(&url, "bench.http");
+    args.extend(["--publish-url", &publish]);
+    let (out, json) = bench_json(&args);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(json["publisher"], "http");
+    assert_every_subscriber_got_every_message(&json);
+}
+
+#[test]
+fn fanout_counts_a_refused_subscribe_as_an_error() {
+    let serve = Serve::start(None);
+    let url = serve.url("/ws");
+    let mut args = fanout_args(&url, "bad*topic");
+    args[4] = "3";
+    let (out, json) = bench_json(&args);
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(json["errors"].as_u64().unwrap() >= 3, "{json}");
+    let first = json["first_error"].as_str().unwrap();
+    assert!(first.contains("invalid_topic"), "{json}");
+}
+
+#[test]
+fn echo_with_deflate_runs_on_the_tether_client() {
+    let serve = Serve::start(None);
+    let url = serve.url("/echo");
+    let (out, json) = bench_json(&[
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "2",
+        "--size",
+        "2000",
+        "--in-flight",
+        "4",
+        "--deflate",
+        "--threads",
+        "2",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_common_fields(&json, "echo");
+    assert_eq!(json["deflate"], true);
+    assert!(json["messages"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(json["errors"], 0, "{json}");
+}
+
+/// A pub/sub server of this test that drops offset 3 and delivers offset 5 twice, to every
+/// subscriber; it speaks just enough of tether.pubsub.v1 for the fan-out workload.
+fn lossy_pubsub_server() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (deliveries, _) = tokio::sync::broadcast::channel::<String>(1024);
+            let published = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (deliveries, published) = (deliveries.clone(), published.clone());
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tether::accept(stream).await else {
+                        return;
+                    };
+                    let mut feed = deliveries.subscribe();
+                    loop {
+                        tokio::select! {
+                            request = ws.next() => {
+                                let Some(Ok(Message::Text(text))) = request else { return };
+                                let request: Value = serde_json::from_str(text.as_str()).unwrap();
+                                let reply = if request["type"] == "subscribe" {
+                                    r#"{"type":"ack","id":1,"topics":{"t":{"epoch":"e","offset":0}}}"#.to_string()
+                                } else {
+                                    let offset = published.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                                    let message = format!(
+                                        r#"{{"type":"message","topic":"t","epoch":"e","offset":{offset},"ts":0,"data":{}}}"#,
+                                        request["data"]
+                                    );
+                                    let times = match offset { 3 => 0, 5 => 2, _ => 1 };
+                                    for _ in 0..times {
+                                        let _ = deliveries.send(message.clone());
+                                    }
+                                    format!(r#"{{"type":"ack","id":{},"topic":"t","epoch":"e","offset":{offset}}}"#, request["id"])
+                                };
+                                if ws.send(Message::text(reply)).await.is_err() { return }
+                            }
+                            delivery = feed.recv() => {
+                                let Ok(delivery) = delivery else { return };
+                                if ws.send(Message::text(delivery)).await.is_err() { return }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    });
+    addr
+}
+
+#[test]
+fn fanout_counts_drops_and_duplicates() {
+    let addr = lossy_pubsub_server();
+    let url = format!("ws://{addr}/");
+    let mut args = fanout_args(&url, "t");
+    args[4] = "5";
+    let (out, json) = bench_json(&args);
+    assert_eq!(out.code(), 0, "drops are measured, not errors: {out:?}");
+    let published = json["published"].as_u64().unwrap();
+    assert!(published >= 6, "{json}");
+    assert_eq!(json["drops"], 5, "offset 3 for each subscriber: {json}");
+    assert_eq!(json["duplicates"], 5, "offset 5 twice: {json}");
+    assert_eq!(
+        json["deliveries"].as_u64().unwrap(),
+        (published - 1) * 5,
+        "{json}"
+    );
+    assert_eq!(json["errors"], 0, "{json}");
+}
