@@ -11,7 +11,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use support::redis::Redis;
-use support::{Serve, required_program, tether};
+use support::{Process, Serve, required_program, tether};
 
 /// Runs redis-cli against `port` with `args`, `input` on stdin; returns stdout.
 fn redis_cli(program: &std::path::Path, port: u16, args: &[&str], input: &[u8]) -> String {

@@ -18,7 +18,9 @@ const TOPIC: &str = "scale.orders";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_deliver_every_publish_in_one_order_to_every_subscriber() {
-    let Some(cluster) = Cluster::start(3).await else { return };
+    let Some(cluster) = Cluster::start(3).await else {
+        return;
+    };
     let (until_tx, until) = watch::channel(u64::MAX);
     // Two subscribers per node.
     let handles = followers(&cluster, TOPIC, &[0, 1, 2, 0, 1, 2], &until).await;
@@ -35,7 +37,11 @@ async fn three_nodes_deliver_every_publish_in_one_order_to_every_subscriber() {
                 let data = json!({"publisher": p, "n": i, "via": node});
                 let (status, answer) = publish(addrs[node], TOPIC, &data).await;
                 assert_eq!(status, 200, "publish via node {node}: {answer}");
-                acks.push((answer["offset"].as_u64().unwrap(), answer["epoch"].clone(), data));
+                acks.push((
+                    answer["offset"].as_u64().unwrap(),
+                    answer["epoch"].clone(),
+                    data,
+                ));
             }
             acks
         }));
@@ -44,14 +50,24 @@ async fn three_nodes_deliver_every_publish_in_one_order_to_every_subscriber() {
     let mut epochs = Vec::new();
     for publisher in publishers {
         for (offset, epoch, data) in publisher.await.unwrap() {
-            assert!(acked.insert(offset, data).is_none(), "offset {offset} acked twice");
+            assert!(
+                acked.insert(offset, data).is_none(),
+                "offset {offset} acked twice"
+            );
             epochs.push(epoch);
         }
     }
     epochs.dedup();
-    assert_eq!(epochs.len(), 1, "one epoch for the topic on every node: {epochs:?}");
+    assert_eq!(
+        epochs.len(),
+        1,
+        "one epoch for the topic on every node: {epochs:?}"
+    );
     let total = (3 * PER_PUBLISHER) as u64;
-    assert_eq!(acked.keys().copied().collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
+    assert_eq!(
+        acked.keys().copied().collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
     until_tx.send(total).unwrap();
     let mut first: Option<Vec<(u64, Value)>> = None;
     for (i, handle) in handles.into_iter().enumerate() {
@@ -74,7 +90,9 @@ async fn three_nodes_deliver_every_publish_in_one_order_to_every_subscriber() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_subscribers_resume_on_another_node_with_no_gap() {
-    let Some(mut cluster) = Cluster::start(3).await else { return };
+    let Some(mut cluster) = Cluster::start(3).await else {
+        return;
+    };
     let (until_tx, until) = watch::channel(u64::MAX);
     // Three subscribers on node 0 (the one killed), one on each other node.
     let handles = followers(&cluster, TOPIC, &[0, 0, 0, 1, 2], &until).await;
@@ -89,7 +107,11 @@ async fn a_killed_nodes_subscribers_resume_on_another_node_with_no_gap() {
             node.process.child.wait().unwrap();
         }
         // Publishes go to the surviving nodes (node 0 too, before the kill).
-        let node = if i < KILL_AT { pick.below(3) } else { 1 + pick.below(2) };
+        let node = if i < KILL_AT {
+            pick.below(3)
+        } else {
+            1 + pick.below(2)
+        };
         let (status, answer) = publish(cluster.addrs[node], TOPIC, &json!({"n": i})).await;
         assert_eq!(status, 200, "publish {i} via node {node}: {answer}");
         last = answer["offset"].as_u64().unwrap();
@@ -103,14 +125,21 @@ async fn a_killed_nodes_subscribers_resume_on_another_node_with_no_gap() {
             assert_eq!(data["n"], offset - 1, "subscriber {i}, offset {offset}");
         }
         if i < 3 {
-            assert!(seen.nodes.len() >= 2 && seen.nodes[1] != 0, "{:?}", seen.nodes);
+            assert!(
+                seen.nodes.len() >= 2 && seen.nodes[1] != 0,
+                "{:?}",
+                seen.nodes
+            );
             for ack in &seen.acks[1..] {
                 assert_eq!(ack["topics"][TOPIC]["recovered"], true, "resume ack {ack}");
             }
             eprintln!(
                 "scale-out kill: subscriber {i} went over nodes {:?}, resumed with acks {:?}",
                 seen.nodes,
-                seen.acks[1..].iter().map(|a| &a["topics"][TOPIC]).collect::<Vec<_>>()
+                seen.acks[1..]
+                    .iter()
+                    .map(|a| &a["topics"][TOPIC])
+                    .collect::<Vec<_>>()
             );
         }
     }

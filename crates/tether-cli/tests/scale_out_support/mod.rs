@@ -85,7 +85,13 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u1
 
 /// Publishes `data` to `topic` through node `addr`: the status and the answer's JSON.
 pub async fn publish(addr: SocketAddr, topic: &str, data: &Value) -> (u16, Value) {
-    let (status, body) = http(addr, "POST", &format!("/api/publish/{topic}"), &data.to_string()).await;
+    let (status, body) = http(
+        addr,
+        "POST",
+        &format!("/api/publish/{topic}"),
+        &data.to_string(),
+    )
+    .await;
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
@@ -171,7 +177,10 @@ pub async fn follow(
     let mut ready = Some(ready);
     let mut node = first;
     loop {
-        assert!(Instant::now() < deadline, "{topic} follower: out of time: {seen:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{topic} follower: out of time: {seen:?}"
+        );
         let url = format!("ws://{}/ws", addrs[node]);
         let connected = ClientBuilder::new(url)
             .subprotocol("tether.pubsub.v1")
@@ -192,7 +201,11 @@ pub async fn follow(
             continue;
         }
         loop {
-            if seen.messages.last().is_some_and(|(o, _)| *o >= *until.borrow()) {
+            if seen
+                .messages
+                .last()
+                .is_some_and(|(o, _)| *o >= *until.borrow())
+            {
                 let _ = ws.close(None).await;
                 return seen;
             }
@@ -211,7 +224,8 @@ pub async fn follow(
                 Some("message") => {
                     seen.messages
                         .push((value["offset"].as_u64().unwrap(), value["data"].clone()));
-                    seen.epochs.push(value["epoch"].as_str().unwrap().to_string());
+                    seen.epochs
+                        .push(value["epoch"].as_str().unwrap().to_string());
                 }
                 Some("ack") => {
                     seen.acks.push(value);
