@@ -284,6 +284,25 @@ mod tests {
     }
 
     #[test]
+    fn redis_keys_are_checked_and_named() {
+        let parse = |text: &str| toml::from_str::<HubConfig>(text).map(|c| c.validate());
+        let config: HubConfig = toml::from_str("").unwrap();
+        assert_eq!(config.backplane, BackplaneKind::Memory);
+        assert_eq!(config.redis_timeout, Duration::from_secs(2));
+        let err = parse("backplane = \"redis\"").unwrap().unwrap_err();
+        assert!(err.starts_with("hub.redis_url: required"), "{err}");
+        let err = parse("backplane = \"redis\"\nredis_url = \"http://x\"").unwrap();
+        assert!(err.unwrap_err().starts_with("hub.redis_url: "));
+        let ok = parse("backplane = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"");
+        assert_eq!(ok.unwrap(), Ok(()));
+        let err = parse("redis_timeout = \"0s\"").unwrap().unwrap_err();
+        assert!(err.starts_with("hub.redis_timeout: must be between"), "{err}");
+        let err = parse("redis_max_backoff = \"2m\"").unwrap().unwrap_err();
+        assert!(err.starts_with("hub.redis_max_backoff: "), "{err}");
+        assert!(parse("backplane = \"kafka\"").is_err());
+    }
+
+    #[test]
     fn config_deserializes_with_defaults_and_refuses_unknown_keys() {
         let config: HubConfig = serde_json::from_str(
             r#"{"queue_bytes": 4096, "topics": [
