@@ -29,10 +29,15 @@ pub struct Cluster {
 impl Cluster {
     /// `None` when redis-server is missing outside CI.
     pub async fn start(count: usize) -> Option<Cluster> {
+        Cluster::start_with(count, "").await
+    }
+
+    /// With `more` appended to every node's config (after its `[hub]` table).
+    pub async fn start_with(count: usize, more: &str) -> Option<Cluster> {
         let redis = Redis::start()?;
         let config = format!(
             "[hub]\nbackplane = \"redis\"\nredis_url = \"{}\"\nredis_timeout = \"300ms\"\n\
-             redis_ping_interval = \"100ms\"\nredis_max_backoff = \"200ms\"\n",
+             redis_ping_interval = \"100ms\"\nredis_max_backoff = \"200ms\"\n{more}",
             redis.url()
         );
         let nodes: Vec<Serve> = (0..count).map(|_| Serve::start(Some(&config))).collect();

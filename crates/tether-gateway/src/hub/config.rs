@@ -296,7 +296,10 @@ mod tests {
         let ok = parse("backplane = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"");
         assert_eq!(ok.unwrap(), Ok(()));
         let err = parse("redis_timeout = \"0s\"").unwrap().unwrap_err();
-        assert!(err.starts_with("hub.redis_timeout: must be between"), "{err}");
+        assert!(
+            err.starts_with("hub.redis_timeout: must be between"),
+            "{err}"
+        );
         let err = parse("redis_max_backoff = \"2m\"").unwrap().unwrap_err();
         assert!(err.starts_with("hub.redis_max_backoff: "), "{err}");
         assert!(parse("backplane = \"kafka\"").is_err());
