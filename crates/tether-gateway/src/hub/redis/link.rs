@@ -14,8 +14,15 @@
 //! records were missed (the subscription was down), and they are read from the stream
 //! first. After a reconnect every cursor is caught up the same way, so subscribers get what
 //! was published while this node's subscription was down, with no gap and no duplicate.
+//!
+//! A topic without a cursor (no record delivered yet since it was watched) needs no catch-up
+//! if its pattern was watched while the current connection was up: every record since then
+//! was notified, and the ones before are in the subscribers' replays. If the pattern was
+//! watched before a reconnect, its first record is caught up from the stream's start (the
+//! subscribers' queues drop what they already have).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -59,7 +66,10 @@ pub(crate) struct Shared {
     conn: Mutex<Option<MultiplexedConnection>>,
     health: Mutex<Health>,
     pub(crate) sink: OnceLock<Arc<dyn RecordSink>>,
-    pub(crate) watched: Mutex<HashSet<Pattern>>,
+    /// The watched patterns, each with the number of the connected period it was watched in.
+    pub(crate) watched: Mutex<HashMap<Pattern, u64>>,
+    /// The number of the current connected period (1 for the first).
+    period: AtomicU64,
     pub(crate) stats: Mutex<LinkStats>,
     /// A command failed: the link checks Redis now rather than at the next ping.
     trouble: Notify,
@@ -73,7 +83,8 @@ impl Shared {
             conn: Mutex::new(None),
             health: Mutex::new(Health::Degraded("connecting to redis".into())),
             sink: OnceLock::new(),
-            watched: Mutex::new(HashSet::new()),
+            watched: Mutex::new(HashMap::new()),
+            period: AtomicU64::new(0),
             stats: Mutex::new(LinkStats {
                 degraded_since: Some(Instant::now()),
                 ..LinkStats::default()
@@ -104,8 +115,23 @@ impl Shared {
         BackplaneError(format!("redis {what} failed: {error}"))
     }
 
+    /// Watches `pattern` from now on; `false` when the link is down (records appended now
+    /// might never reach this node).
+    pub(crate) fn watch(&self, pattern: &Pattern) -> bool {
+        let conn = lock(&self.conn);
+        if conn.is_none() {
+            return false;
+        }
+        let period = self.period.load(Ordering::Acquire);
+        lock(&self.watched).entry(pattern.clone()).or_insert(period);
+        true
+    }
+
     fn set_up(&self, conn: MultiplexedConnection) {
-        *lock(&self.conn) = Some(conn);
+        let mut slot = lock(&self.conn);
+        self.period.fetch_add(1, Ordering::AcqRel);
+        *slot = Some(conn);
+        drop(slot);
         *lock(&self.health) = Health::Ok;
         let mut stats = lock(&self.stats);
         if let Some(since) = stats.degraded_since.take() {
@@ -121,7 +147,16 @@ impl Shared {
     }
 
     fn is_watched(&self, topic: &str) -> bool {
-        lock(&self.watched).iter().any(|p| p.matches(topic))
+        lock(&self.watched).keys().any(|p| p.matches(topic))
+    }
+
+    /// Whether a pattern that matches `topic` was watched before the current connected
+    /// period began.
+    fn watched_before_reconnect(&self, topic: &str) -> bool {
+        let current = self.period.load(Ordering::Acquire);
+        lock(&self.watched)
+            .iter()
+            .any(|(p, &period)| period < current && p.matches(topic))
     }
 }
 
@@ -228,13 +263,16 @@ async fn deliver(
         return Ok(());
     }
     let position = record.position();
-    // A topic new to this node starts at offset 0: its records so far are read from the
-    // stream (subscribers that replayed them drop the copies; their queues keep cursors).
     let cursor = match cursors.get(&topic) {
         Some(c) if c.epoch == position.epoch => *c,
-        _ => Position {
+        // See the module docs: from the start only if the link went down since the watch.
+        _ if shared.watched_before_reconnect(&topic) => Position {
             epoch: position.epoch,
             offset: 0,
+        },
+        _ => Position {
+            epoch: position.epoch,
+            offset: position.offset.saturating_sub(1),
         },
     };
     if position.offset <= cursor.offset {

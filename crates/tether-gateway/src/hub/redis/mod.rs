@@ -224,11 +224,14 @@ impl Backplane for RedisBackplane {
         Box::pin(async move {
             // Records appended while the subscription is down would reach this node only
             // through a cursor it does not have yet: refuse rather than miss them.
-            if let Health::Degraded(reason) = self.shared.health() {
-                return Err(BackplaneError(format!("redis is unavailable ({reason})")));
+            if self.shared.watch(pattern) {
+                return Ok(());
             }
-            lock(&self.shared.watched).insert(pattern.clone());
-            Ok(())
+            Err(self
+                .shared
+                .connection()
+                .err()
+                .unwrap_or_else(|| BackplaneError("redis is unavailable (reconnecting)".into())))
         })
     }
 
