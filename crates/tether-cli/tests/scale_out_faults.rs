@@ -12,8 +12,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures_util::{SinkExt, StreamExt};
 use scale_out_support::{Cluster, Pick, followers, healthy, http, publish};
 use serde_json::{Value, json};
+use support::PATIENCE;
+use tether::{ClientBuilder, Message};
 use tokio::sync::watch;
 
 const TOPIC: &str = "scale.faults";
@@ -35,6 +38,35 @@ async fn try_publish(cluster: &Cluster, pick: &mut Pick, data: &Value) -> Option
         }
         _ => panic!("publish via node {node}: {status} {answer}"),
     }
+}
+
+/// A publish and a subscribe over the WebSocket while Redis is stopped: both answers.
+async fn ws_refusals(addr: std::net::SocketAddr) -> Vec<Value> {
+    let (mut ws, _) = ClientBuilder::new(format!("ws://{addr}/ws"))
+        .subprotocol("tether.pubsub.v1")
+        .connect()
+        .await
+        .unwrap();
+    let requests = [
+        json!({"type": "publish", "id": 7, "topic": TOPIC, "data": {"over": "ws"}}),
+        json!({"type": "subscribe", "id": 8, "topic": "scale.other"}),
+    ];
+    let mut answers = Vec::new();
+    for request in requests {
+        ws.send(Message::text(request.to_string())).await.unwrap();
+        let next = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("no answer in time");
+        let Some(Ok(Message::Text(text))) = next else {
+            panic!("{next:?}")
+        };
+        let answer: Value = serde_json::from_str(text.as_str()).unwrap();
+        assert_eq!(answer["type"], "error", "{answer}");
+        assert_eq!(answer["code"], "unavailable", "{answer}");
+        assert_eq!(answer["id"], request["id"], "{answer}");
+        answers.push(answer);
+    }
+    answers
 }
 
 async fn all_healthy(cluster: &Cluster, ok: bool) -> bool {
@@ -100,6 +132,9 @@ async fn redis_stopping_during_publishing_loses_no_acknowledged_publish() {
             refused += 1;
         }
     }
+    // On the WebSocket protocol, a publish gets an `unavailable` error, and so does a new
+    // subscribe; the connection stays.
+    let ws_answers = ws_refusals(cluster.addrs[1]).await;
     let (status, metrics) = http(cluster.addrs[0], "GET", "/metrics", "").await;
     assert_eq!(status, 200);
     assert!(metrics.contains("tether_backplane_up 0"), "{metrics}");
@@ -168,7 +203,8 @@ async fn redis_stopping_during_publishing_loses_no_acknowledged_publish() {
          {} refused ones reached redis late and were delivered too; every \
          one of 6 subscribers got {:?} messages, offsets 1..={last}, same order; redis \
          stopped for {degraded_for:?}: all nodes degraded after {:?}, ok again {:?} after \
-         SIGCONT; node 0 metrics: refused {}, caught up {}, degraded {} s",
+         SIGCONT; node 0 metrics: refused {}, caught up {}, degraded {} s; over the \
+         WebSocket: {ws_answers:?}",
         acked.len(),
         last as usize - acked.len(),
         delivered,
