@@ -167,8 +167,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut first = true;
     loop {
         let Err(reason) = session(&shared, &mut cursors, &mut backoff).await;
-        if !first || shared.health() == Health::Ok {
-            tracing::warn!("redis backplane down: {reason}; retrying in {backoff:?}");
+        // Once when the link goes down (or cannot come up at start), then quietly.
+        if first || shared.health() == Health::Ok {
+            tracing::warn!("redis backplane down: {reason}; retrying with backoff");
+        } else {
+            tracing::debug!("redis backplane still down: {reason}; retrying in {backoff:?}");
         }
         first = false;
         shared.set_down(reason);
