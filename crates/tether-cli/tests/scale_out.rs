@@ -10,7 +10,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use scale_out_support::{Cluster, Pick, followers, publish};
+use scale_out_support::{Cluster, Pick, followers, gated_followers, publish};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -94,14 +94,21 @@ async fn a_killed_nodes_subscribers_resume_on_another_node_with_no_gap() {
         return;
     };
     let (until_tx, until) = watch::channel(u64::MAX);
-    // Three subscribers on node 0 (the one killed), one on each other node.
-    let handles = followers(&cluster, TOPIC, &[0, 0, 0, 1, 2], &until).await;
+    // Three subscribers on node 0 (the one killed), one on each other node. Their
+    // reconnections wait until MISSED more messages are published after the kill.
+    let (gate, gate_rx) = watch::channel(true);
+    let handles = gated_followers(&cluster, TOPIC, &[0, 0, 0, 1, 2], &until, &gate_rx).await;
     const TOTAL: u64 = 240;
     const KILL_AT: u64 = 80;
+    const MISSED: u64 = 20;
     let mut pick = Pick::new(7);
     let mut last = 0;
     for i in 0..TOTAL {
+        if i == KILL_AT + MISSED {
+            gate.send(true).unwrap();
+        }
         if i == KILL_AT {
+            gate.send(false).unwrap();
             let mut node = cluster.nodes[0].take().unwrap();
             node.process.child.kill().unwrap(); // SIGKILL, by PID
             node.process.child.wait().unwrap();
@@ -133,8 +140,18 @@ async fn a_killed_nodes_subscribers_resume_on_another_node_with_no_gap() {
             for ack in &seen.acks[1..] {
                 assert_eq!(ack["topics"][TOPIC]["recovered"], true, "resume ack {ack}");
             }
+            // It resumed from at most KILL_AT, with at least MISSED messages published since.
+            let resumed_at = seen.acks[1]["topics"][TOPIC]["offset"].as_u64().unwrap();
+            assert!(
+                resumed_at >= KILL_AT + MISSED,
+                "resume ack {}, all acks {:?}, nodes {:?}",
+                seen.acks[1],
+                seen.acks,
+                seen.nodes
+            );
             eprintln!(
-                "scale-out kill: subscriber {i} went over nodes {:?}, resumed with acks {:?}",
+                "scale-out kill: subscriber {i} went over nodes {:?}, held off while {MISSED} were \
+                 published, resumed with acks {:?}",
                 seen.nodes,
                 seen.acks[1..]
                     .iter()

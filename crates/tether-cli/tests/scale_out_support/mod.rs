@@ -169,13 +169,14 @@ impl Followed {
 
 /// Follows `topic` from node `first` on (then the next nodes, in turn, when a node goes
 /// away), resuming after the last message received, until `until` is reached. `ready` fires
-/// after the first subscribe's ack.
+/// after the first subscribe's ack. A reconnection waits for `gate` to be open.
 pub async fn follow(
     addrs: Vec<SocketAddr>,
     first: usize,
     topic: String,
     ready: oneshot::Sender<()>,
     mut until: watch::Receiver<u64>,
+    mut gate: watch::Receiver<bool>,
 ) -> Followed {
     let deadline = Instant::now() + TEST_LIMIT;
     let mut seen = Followed::default();
@@ -186,6 +187,12 @@ pub async fn follow(
             Instant::now() < deadline,
             "{topic} follower: out of time: {seen:?}"
         );
+        if !seen.nodes.is_empty() {
+            tokio::time::timeout(PATIENCE, gate.wait_for(|open| *open))
+                .await
+                .expect("the gate stayed closed")
+                .expect("the gate was dropped");
+        }
         let url = format!("ws://{}/ws", addrs[node]);
         let connected = ClientBuilder::new(url)
             .subprotocol("tether.pubsub.v1")
@@ -252,6 +259,21 @@ pub async fn followers(
     first_nodes: &[usize],
     until: &watch::Receiver<u64>,
 ) -> Vec<tokio::task::JoinHandle<Followed>> {
+    let (gate, gate_rx) = watch::channel(true);
+    let handles = gated_followers(cluster, topic, first_nodes, until, &gate_rx).await;
+    // Open for good: `wait_for` sees the last value even once the sender is gone.
+    drop(gate);
+    handles
+}
+
+/// [`followers`] whose reconnections wait for `gate`.
+pub async fn gated_followers(
+    cluster: &Cluster,
+    topic: &str,
+    first_nodes: &[usize],
+    until: &watch::Receiver<u64>,
+    gate: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<Followed>> {
     let mut handles = Vec::new();
     for &node in first_nodes {
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -261,6 +283,7 @@ pub async fn followers(
             topic.to_string(),
             ready_tx,
             until.clone(),
+            gate.clone(),
         )));
         tokio::time::timeout(PATIENCE, ready_rx)
             .await
