@@ -10,20 +10,8 @@ mod support;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use support::{Process, Serve, free_port, required_program, tether};
-
-/// A redis-server on a free port, persistence off.
-fn start_redis(program: &std::path::Path) -> (Process, u16) {
-    let port = free_port();
-    let mut command = Command::new(program);
-    command
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdin(Stdio::null());
-    let mut redis = Process::spawn(command);
-    while !redis.stdout_line().contains("Ready to accept connections") {}
-    (redis, port)
-}
+use support::redis::Redis;
+use support::{Process, Serve, required_program, tether};
 
 /// Runs redis-cli against `port` with `args`, `input` on stdin; returns stdout.
 fn redis_cli(program: &std::path::Path, port: u16, args: &[&str], input: &[u8]) -> String {
@@ -43,13 +31,11 @@ fn redis_cli(program: &std::path::Path, port: u16, args: &[&str], input: &[u8]) 
 
 #[test]
 fn redis_cli_reaches_redis_server_through_listen_tcp_and_the_gateways_bridge() {
-    let (Some(server), Some(cli)) = (
-        required_program("redis-server", "redis-server"),
-        required_program("redis-cli", "redis-tools"),
-    ) else {
+    let (Some(redis), Some(cli)) = (Redis::start(), required_program("redis-cli", "redis-tools"))
+    else {
         return;
     };
-    let (_redis, redis_port) = start_redis(&server);
+    let redis_port = redis.port;
     let serve = Serve::start(Some(&format!(
         "[[routes]]\npath = \"/redis\"\nkind = \"bridge\"\ntarget = \"127.0.0.1:{redis_port}\"\n\
          allow = [\"127.0.0.0/8:{redis_port}\"]\n"

@@ -148,7 +148,8 @@ impl Gateway {
             routes.push(route);
         }
         let state = State {
-            hub: Hub::new(config.hub.clone()),
+            hub: Hub::from_config(config.hub.clone())
+                .map_err(|(key, problem)| ConfigError::new(key, problem))?,
             metrics,
             auth,
             routes,

@@ -9,6 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod redis;
+
 /// How long anything may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -86,6 +88,13 @@ impl Process {
             "no stderr line with {needle:?}; stderr so far:\n{}",
             self.seen_stderr.join("\n")
         );
+    }
+
+    /// The next stdout line, or `None` when stdout ended or stayed silent for `PATIENCE`.
+    pub fn next_stdout_line(&mut self) -> Option<String> {
+        let line = self.stdout.recv_timeout(PATIENCE).ok()?;
+        self.seen_stdout.push(line.clone());
+        Some(line)
     }
 
     /// The next stdout line.

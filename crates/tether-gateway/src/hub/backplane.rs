@@ -153,6 +153,9 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// Whether the backplane works.
     fn health(&self) -> Health;
+
+    /// Appends the backplane's own Prometheus text-format lines to `out` (none by default).
+    fn render_metrics(&self, _out: &mut String) {}
 }
 
 #[cfg(test)]

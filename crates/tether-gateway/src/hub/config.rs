@@ -32,6 +32,33 @@ pub struct HubConfig {
     pub slow_consumer: SlowConsumerPolicy,
     /// Per-topic overrides; the first entry whose pattern matches a topic applies.
     pub topics: Vec<TopicPolicy>,
+    /// Where topics' order, offsets and history live. Default `memory` (this node only);
+    /// `redis` shares them between every node on the same Redis (`redis_url`).
+    pub backplane: BackplaneKind,
+    /// The Redis of `backplane = "redis"`, e.g. `redis://127.0.0.1:6379/0`. No default.
+    pub redis_url: Option<String>,
+    /// How long a Redis connect or command may take before it counts as failed (the publish
+    /// is refused, the link reconnects). Default 2 s; between 10 ms and 60 s.
+    #[serde(deserialize_with = "crate::config::units::duration")]
+    pub redis_timeout: Duration,
+    /// How often the link pings Redis, so a Redis that stops answering is noticed within
+    /// this plus `redis_timeout`. Default 1 s; between 10 ms and 60 s.
+    #[serde(deserialize_with = "crate::config::units::duration")]
+    pub redis_ping_interval: Duration,
+    /// The longest wait between reconnection attempts (the wait doubles from 50 ms).
+    /// Default 2 s; between 10 ms and 60 s.
+    #[serde(deserialize_with = "crate::config::units::duration")]
+    pub redis_max_backoff: Duration,
+}
+
+/// Which backplane the hub uses.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BackplaneKind {
+    /// In this process: one node.
+    Memory,
+    /// Redis streams and pub/sub: any number of nodes on one Redis.
+    Redis,
 }
 
 impl Default for HubConfig {
@@ -42,6 +69,11 @@ impl Default for HubConfig {
             queue_bytes: 1 << 20,
             slow_consumer: SlowConsumerPolicy::Disconnect,
             topics: Vec::new(),
+            backplane: BackplaneKind::Memory,
+            redis_url: None,
+            redis_timeout: Duration::from_secs(2),
+            redis_ping_interval: Duration::from_secs(1),
+            redis_max_backoff: Duration::from_secs(2),
         }
     }
 }
@@ -88,6 +120,7 @@ impl HubConfig {
             ));
         }
         check_age("hub.history_age_secs", self.history_age_secs)?;
+        self.validate_redis()?;
         let mut seen: Vec<Pattern> = Vec::new();
         for (i, policy) in self.topics.iter().enumerate() {
             let pattern = Pattern::parse(&policy.pattern)
@@ -106,6 +139,35 @@ impl HubConfig {
         Ok(())
     }
 }
+
+impl HubConfig {
+    fn validate_redis(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("hub.redis_timeout", self.redis_timeout),
+            ("hub.redis_ping_interval", self.redis_ping_interval),
+            ("hub.redis_max_backoff", self.redis_max_backoff),
+        ] {
+            if !(MIN_REDIS_DURATION..=MAX_REDIS_DURATION).contains(&value) {
+                return Err(format!(
+                    "{key}: must be between {MIN_REDIS_DURATION:?} and {MAX_REDIS_DURATION:?}, not {value:?}"
+                ));
+            }
+        }
+        match (&self.backplane, &self.redis_url) {
+            (BackplaneKind::Redis, None) => {
+                Err("hub.redis_url: required when hub.backplane = \"redis\"".into())
+            }
+            (_, Some(url)) => ::redis::parse_redis_url(url).map(|_| ()).ok_or_else(|| {
+                format!("hub.redis_url: {url:?} is not a redis:// or rediss:// URL")
+            }),
+            (BackplaneKind::Memory, None) => Ok(()),
+        }
+    }
+}
+
+/// The bounds of the Redis timeouts.
+const MIN_REDIS_DURATION: Duration = Duration::from_millis(10);
+const MAX_REDIS_DURATION: Duration = Duration::from_secs(60);
 
 fn check_age(key: &str, secs: u64) -> Result<(), String> {
     if secs > MAX_HISTORY_AGE_SECS {
@@ -219,6 +281,28 @@ mod tests {
         config.topics[1].history_age_secs = Some(u64::MAX);
         let err = config.validate().unwrap_err();
         assert!(err.starts_with("hub.topics[1].history_age_secs"), "{err}");
+    }
+
+    #[test]
+    fn redis_keys_are_checked_and_named() {
+        let parse = |text: &str| toml::from_str::<HubConfig>(text).map(|c| c.validate());
+        let config: HubConfig = toml::from_str("").unwrap();
+        assert_eq!(config.backplane, BackplaneKind::Memory);
+        assert_eq!(config.redis_timeout, Duration::from_secs(2));
+        let err = parse("backplane = \"redis\"").unwrap().unwrap_err();
+        assert!(err.starts_with("hub.redis_url: required"), "{err}");
+        let err = parse("backplane = \"redis\"\nredis_url = \"http://x\"").unwrap();
+        assert!(err.unwrap_err().starts_with("hub.redis_url: "));
+        let ok = parse("backplane = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"");
+        assert_eq!(ok.unwrap(), Ok(()));
+        let err = parse("redis_timeout = \"0s\"").unwrap().unwrap_err();
+        assert!(
+            err.starts_with("hub.redis_timeout: must be between"),
+            "{err}"
+        );
+        let err = parse("redis_max_backoff = \"2m\"").unwrap().unwrap_err();
+        assert!(err.starts_with("hub.redis_max_backoff: "), "{err}");
+        assert!(parse("backplane = \"kafka\"").is_err());
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod memory;
 mod pattern;
 mod queue;
 mod record;
+mod redis;
 mod registry;
 mod stats;
 mod topic;
@@ -45,10 +46,11 @@ pub use backplane::{
     Backplane, BackplaneError, BoxFuture, Health, Publication, RecordSink, Replay, ReplayFrom,
     TopicState,
 };
-pub use config::{HubConfig, SlowConsumerPolicy, TopicPolicy, TopicSettings};
+pub use config::{BackplaneKind, HubConfig, SlowConsumerPolicy, TopicPolicy, TopicSettings};
 pub use memory::InMemoryBackplane;
 pub use pattern::{MAX_TOPIC_LEN, Pattern, Permissions, validate_topic};
 pub use record::{Epoch, Position, Record};
+pub use redis::RedisBackplane;
 pub use stats::{HubStats, LATENCY_BUCKETS, LatencySnapshot};
 pub use topic::HistoryPolicy;
 
@@ -216,6 +218,12 @@ impl Hub {
     /// Appends Prometheus text-format lines for the hub's metrics to `out`.
     pub fn render_metrics(&self, out: &mut String) {
         self.stats.render(out, self.backplane.topics().len());
+        let up = u8::from(self.backplane.health() == Health::Ok);
+        out.push_str(&format!(
+            "# HELP tether_backplane_up Whether the backplane works (1) or is degraded (0).\n\
+             # TYPE tether_backplane_up gauge\ntether_backplane_up {up}\n"
+        ));
+        self.backplane.render_metrics(out);
     }
 
     /// Whether the hub works (the in-memory backplane always does).

@@ -1,0 +1,348 @@
+//! The node's link to Redis: one task owns the command connection and the one pub/sub
+//! subscription of this node, pings Redis, reconnects with backoff, and delivers every
+//! notified record to the hub in offset order, filling gaps from the stream.
+//!
+//! ```text
+//!   connect ──> subscribe CHANNEL ──> catch up every topic from its cursor ──> up
+//!      ^                                                                    |
+//!      |  backoff (doubling, capped)      ping fails / subscription ends     |
+//!      +------------------------- down (publishes refused) <-----------------+
+//! ```
+//!
+//! Each watched topic has a cursor: the position of the last record delivered. A notified
+//! record at or below it is a duplicate and is dropped; one past the next offset means
+//! records were missed (the subscription was down), and they are read from the stream
+//! first. After a reconnect every cursor is caught up the same way, so subscribers get what
+//! was published while this node's subscription was down, with no gap and no duplicate.
+//!
+//! A topic without a cursor (no record delivered yet since it was watched) needs no catch-up
+//! if its pattern was watched while the current connection was up: every record since then
+//! was notified, and the ones before are in the subscribers' replays. If the pattern was
+//! watched before a reconnect, its first record is caught up from the stream's start (the
+//! subscribers' queues drop what they already have).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{AsyncConnectionConfig, Client};
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+
+use super::wire::{self, CHANNEL, TopicKeys};
+use crate::hub::backplane::{BackplaneError, Health, RecordSink};
+use crate::hub::lock;
+use crate::hub::pattern::Pattern;
+use crate::hub::record::{Epoch, Position, Record};
+
+/// The first wait before a reconnect; it doubles up to `max_backoff`.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How the link talks to Redis.
+#[derive(Clone, Debug)]
+pub(crate) struct LinkSettings {
+    pub(crate) timeout: Duration,
+    pub(crate) ping_interval: Duration,
+    pub(crate) max_backoff: Duration,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub(crate) struct LinkStats {
+    pub(crate) reconnects: u64,
+    pub(crate) refused_publishes: u64,
+    pub(crate) caught_up_records: u64,
+    pub(crate) degraded_total: Duration,
+    pub(crate) degraded_since: Option<Instant>,
+}
+
+/// What the backplane's methods and the link task share.
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    pub(crate) settings: LinkSettings,
+    /// The command connection while the link is up.
+    conn: Mutex<Option<MultiplexedConnection>>,
+    health: Mutex<Health>,
+    pub(crate) sink: OnceLock<Arc<dyn RecordSink>>,
+    /// The watched patterns, each with the number of the connected period it was watched in.
+    pub(crate) watched: Mutex<HashMap<Pattern, u64>>,
+    /// The number of the current connected period (1 for the first).
+    period: AtomicU64,
+    pub(crate) stats: Mutex<LinkStats>,
+    /// A command failed: the link checks Redis now rather than at the next ping.
+    trouble: Notify,
+}
+
+impl Shared {
+    pub(crate) fn new(client: Client, settings: LinkSettings) -> Shared {
+        Shared {
+            client,
+            settings,
+            conn: Mutex::new(None),
+            health: Mutex::new(Health::Degraded("connecting to redis".into())),
+            sink: OnceLock::new(),
+            watched: Mutex::new(HashMap::new()),
+            period: AtomicU64::new(0),
+            stats: Mutex::new(LinkStats {
+                degraded_since: Some(Instant::now()),
+                ..LinkStats::default()
+            }),
+            trouble: Notify::new(),
+        }
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        lock(&self.health).clone()
+    }
+
+    /// The command connection, or why there is none.
+    pub(crate) fn connection(&self) -> Result<MultiplexedConnection, BackplaneError> {
+        if let Some(conn) = lock(&self.conn).clone() {
+            return Ok(conn);
+        }
+        let reason = match self.health() {
+            Health::Degraded(reason) => reason,
+            Health::Ok => "not connected".into(),
+        };
+        Err(BackplaneError(format!("redis is unavailable ({reason})")))
+    }
+
+    /// A command failed with `error`: count it, wake the link, and say why.
+    pub(crate) fn failed(&self, what: &str, error: &::redis::RedisError) -> BackplaneError {
+        self.trouble.notify_one();
+        BackplaneError(format!("redis {what} failed: {error}"))
+    }
+
+    /// Watches `pattern` from now on; `false` when the link is down (records appended now
+    /// might never reach this node).
+    pub(crate) fn watch(&self, pattern: &Pattern) -> bool {
+        let conn = lock(&self.conn);
+        if conn.is_none() {
+            return false;
+        }
+        let period = self.period.load(Ordering::Acquire);
+        lock(&self.watched).entry(pattern.clone()).or_insert(period);
+        true
+    }
+
+    fn set_up(&self, conn: MultiplexedConnection) {
+        let mut slot = lock(&self.conn);
+        self.period.fetch_add(1, Ordering::AcqRel);
+        *slot = Some(conn);
+        drop(slot);
+        *lock(&self.health) = Health::Ok;
+        let mut stats = lock(&self.stats);
+        if let Some(since) = stats.degraded_since.take() {
+            stats.degraded_total += since.elapsed();
+        }
+    }
+
+    fn set_down(&self, reason: String) {
+        *lock(&self.conn) = None;
+        *lock(&self.health) = Health::Degraded(reason);
+        let mut stats = lock(&self.stats);
+        stats.degraded_since.get_or_insert_with(Instant::now);
+    }
+
+    fn is_watched(&self, topic: &str) -> bool {
+        lock(&self.watched).keys().any(|p| p.matches(topic))
+    }
+
+    /// Whether a pattern that matches `topic` was watched before the current connected
+    /// period began.
+    fn watched_before_reconnect(&self, topic: &str) -> bool {
+        let current = self.period.load(Ordering::Acquire);
+        lock(&self.watched)
+            .iter()
+            .any(|(p, &period)| period < current && p.matches(topic))
+    }
+}
+
+/// Runs the link until the backplane is dropped (the task is aborted then).
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut cursors: HashMap<Arc<str>, Position> = HashMap::new();
+    let mut backoff = MIN_BACKOFF;
+    let mut first = true;
+    loop {
+        let Err(reason) = session(&shared, &mut cursors, &mut backoff).await;
+        // Once when the link goes down (or cannot come up at start), then quietly.
+        if first || shared.health() == Health::Ok {
+            tracing::warn!("redis backplane down: {reason}; retrying with backoff");
+        } else {
+            tracing::debug!("redis backplane still down: {reason}; retrying in {backoff:?}");
+        }
+        first = false;
+        shared.set_down(reason);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(shared.settings.max_backoff);
+        lock(&shared.stats).reconnects += 1;
+    }
+}
+
+async fn timed<T>(
+    limit: Duration,
+    what: &str,
+    future: impl Future<Output = ::redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, future).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer within {limit:?}")),
+    }
+}
+
+/// One connected period; returns why it ended.
+async fn session(
+    shared: &Shared,
+    cursors: &mut HashMap<Arc<str>, Position>,
+    backoff: &mut Duration,
+) -> Result<std::convert::Infallible, String> {
+    let timeout = shared.settings.timeout;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let mut conn = timed(
+        timeout,
+        "connect",
+        shared
+            .client
+            .get_multiplexed_async_connection_with_config(&config),
+    )
+    .await?;
+    let mut pubsub = timed(
+        timeout,
+        "connect (subscription)",
+        shared.client.get_async_pubsub(),
+    )
+    .await?;
+    timed(timeout, "subscribe", pubsub.subscribe(CHANNEL)).await?;
+    let mut messages = pubsub.into_on_message();
+    // Records published while the subscription was down.
+    let topics: Vec<(Arc<str>, Position)> = cursors.iter().map(|(t, p)| (t.clone(), *p)).collect();
+    for (topic, cursor) in topics {
+        if shared.is_watched(&topic) {
+            catch_up(shared, &mut conn, cursors, &topic, cursor, None).await?;
+        } else {
+            cursors.remove(&topic);
+        }
+    }
+    shared.set_up(conn.clone());
+    tracing::info!("redis backplane up");
+    *backoff = MIN_BACKOFF;
+    let mut ping = tokio::time::interval(shared.settings.ping_interval);
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else {
+                    return Err("the subscription connection closed".into());
+                };
+                match wire::parse_notification(message.get_payload_bytes()) {
+                    Ok(record) => deliver(shared, &mut conn, cursors, record).await?,
+                    Err(e) => tracing::warn!("ignoring a bad notification on {CHANNEL}: {e}"),
+                }
+            }
+            _ = ping.tick() => check(&mut conn, timeout).await?,
+            () = shared.trouble.notified() => check(&mut conn, timeout).await?,
+        }
+    }
+}
+
+async fn check(conn: &mut MultiplexedConnection, limit: Duration) -> Result<(), String> {
+    timed(limit, "ping", ::redis::cmd("PING").query_async::<()>(conn)).await
+}
+
+/// Delivers `record` after any records between the topic's cursor and it.
+async fn deliver(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    cursors: &mut HashMap<Arc<str>, Position>,
+    record: Record,
+) -> Result<(), String> {
+    let topic = record.topic().clone();
+    if !shared.is_watched(&topic) {
+        cursors.remove(&topic);
+        return Ok(());
+    }
+    let position = record.position();
+    let cursor = match cursors.get(&topic) {
+        Some(c) if c.epoch == position.epoch => *c,
+        // See the module docs: from the start only if the link went down since the watch.
+        _ if shared.watched_before_reconnect(&topic) => Position {
+            epoch: position.epoch,
+            offset: 0,
+        },
+        _ => Position {
+            epoch: position.epoch,
+            offset: position.offset.saturating_sub(1),
+        },
+    };
+    if position.offset <= cursor.offset {
+        return Ok(());
+    }
+    if position.offset > cursor.offset + 1 {
+        catch_up(
+            shared,
+            conn,
+            cursors,
+            &topic,
+            cursor,
+            Some(position.offset - 1),
+        )
+        .await?;
+    }
+    hand_over(shared, cursors, Arc::new(record));
+    Ok(())
+}
+
+/// Delivers the stream's records of `topic` after `cursor` (through `to` if given).
+async fn catch_up(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    cursors: &mut HashMap<Arc<str>, Position>,
+    topic: &Arc<str>,
+    cursor: Position,
+    to: Option<u64>,
+) -> Result<(), String> {
+    let keys = TopicKeys::new(topic);
+    let to = to.map_or_else(|| "+".to_string(), |n| n.to_string());
+    let reply = timed(
+        shared.settings.timeout,
+        "catch-up read",
+        super::scripts::READ_SCRIPT
+            .key(&keys.meta)
+            .key(&keys.log)
+            .key(&keys.keys)
+            .arg(Epoch::random().to_string())
+            .arg(cursor.epoch.to_string())
+            .arg(cursor.offset)
+            // Catch-up reads what is retained; the read's own age trim uses a year.
+            .arg(365u64 * 24 * 3600 * 1000)
+            .arg(0)
+            .arg(to)
+            .invoke_async::<::redis::Value>(conn),
+    )
+    .await?;
+    let state = wire::parse_read_reply(topic, reply)?;
+    if state.epoch != cursor.epoch {
+        // Redis lost the topic (restarted without persistence): new records come as new.
+        return Ok(());
+    }
+    let mut count = 0;
+    for record in state.records {
+        if record.position().offset > cursor.offset {
+            hand_over(shared, cursors, record);
+            count += 1;
+        }
+    }
+    lock(&shared.stats).caught_up_records += count;
+    Ok(())
+}
+
+fn hand_over(shared: &Shared, cursors: &mut HashMap<Arc<str>, Position>, record: Arc<Record>) {
+    cursors.insert(record.topic().clone(), record.position());
+    if let Some(sink) = shared.sink.get() {
+        sink.deliver(record);
+    }
+}

@@ -1,0 +1,288 @@
+//! The Redis backplane: several gateway nodes act as one hub.
+//!
+//! ```text
+//!  node A: publish ──EVALSHA publish──> Redis: meta (epoch, last) + stream per topic
+//!                                          |  PUBLISH tether:records (same script)
+//!            +-----------------------------+-----------------------------+
+//!            v                             v                             v
+//!      node A link task             node B link task              node C link task
+//!      (one subscription)           cursors, gap fill             -> local subscribers
+//! ```
+//!
+//! Order and offsets are defined in Redis by one script per publish (see
+//! [`scripts`](self::scripts) and [`wire`](self::wire)), so every node delivers the same
+//! records with the same epoch and offsets, and a client resumes on any node. Each node holds
+//! one pub/sub subscription (not one per client), and fills from the stream whatever the
+//! subscription missed. While Redis is unreachable, publishes are refused (HTTP 503, the
+//! WebSocket `unavailable` error) and never acknowledged without being in the stream; local
+//! connections go on; `/healthz` says `degraded`.
+//!
+//! Standalone Redis (`redis://` and `rediss://` URLs, `redis+unix://`). Cluster is not
+//! supported: the publish script also touches the `tether:topics` set, in another slot.
+
+mod link;
+mod scripts;
+mod wire;
+
+use std::sync::Arc;
+
+use ::redis::Client;
+
+use self::link::{LinkSettings, Shared};
+use self::wire::{TOPICS_KEY, TopicKeys};
+use super::backplane::{
+    Backplane, BackplaneError, BoxFuture, Health, Publication, RecordSink, Replay, ReplayFrom,
+    TopicState,
+};
+use super::config::{BackplaneKind, HubConfig};
+use super::pattern::Pattern;
+use super::record::{Epoch, Position};
+use super::topic::HistoryPolicy;
+use super::{Hub, lock};
+
+/// A [`Backplane`] on Redis streams and pub/sub.
+pub struct RedisBackplane {
+    shared: Arc<Shared>,
+    topics: std::sync::Mutex<std::collections::HashMap<Arc<str>, TopicState>>,
+    link: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RedisBackplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackplane")
+            .field("health", &self.shared.health())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBackplane {
+    /// A backplane on the Redis at `config.redis_url`; its link task starts now (so this must
+    /// run within a tokio runtime) and connects in the background: until it does, the
+    /// backplane is degraded. Errors name the config key.
+    pub fn new(config: &HubConfig) -> Result<RedisBackplane, (String, String)> {
+        let url = config.redis_url.as_deref().ok_or_else(|| {
+            (
+                "hub.redis_url".to_string(),
+                "required when hub.backplane = \"redis\"".to_string(),
+            )
+        })?;
+        let client = Client::open(url).map_err(|e| ("hub.redis_url".to_string(), e.to_string()))?;
+        let settings = LinkSettings {
+            timeout: config.redis_timeout,
+            ping_interval: config.redis_ping_interval,
+            max_backoff: config.redis_max_backoff,
+        };
+        let shared = Arc::new(Shared::new(client, settings));
+        let link = tokio::spawn(link::run(shared.clone()));
+        Ok(RedisBackplane {
+            shared,
+            topics: Default::default(),
+            link,
+        })
+    }
+
+    fn remember(&self, topic: &Arc<str>, position: Position, retained: usize) {
+        let mut topics = lock(&self.topics);
+        let state = topics.entry(topic.clone()).or_insert_with(|| TopicState {
+            topic: topic.clone(),
+            position,
+            retained,
+        });
+        if state.position.epoch != position.epoch || state.position.offset <= position.offset {
+            state.position = position;
+            state.retained = retained;
+        }
+    }
+}
+
+impl Drop for RedisBackplane {
+    fn drop(&mut self) {
+        self.link.abort();
+    }
+}
+
+impl Hub {
+    /// The hub `config` asks for: on the in-memory backplane, or on Redis
+    /// (`hub.backplane = "redis"`). Must run within a tokio runtime; the error names the key.
+    pub fn from_config(config: HubConfig) -> Result<Arc<Hub>, (String, String)> {
+        match config.backplane {
+            BackplaneKind::Memory => Ok(Hub::new(config)),
+            BackplaneKind::Redis => {
+                let backplane = Arc::new(RedisBackplane::new(&config)?);
+                Ok(Hub::with_backplane(config, backplane))
+            }
+        }
+    }
+}
+
+fn flag(on: bool) -> u8 {
+    u8::from(on)
+}
+
+fn age_ms(history: &HistoryPolicy) -> u64 {
+    u64::try_from(history.age.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Backplane for RedisBackplane {
+    fn attach(&self, sink: Arc<dyn RecordSink>) {
+        let _ = self.shared.sink.set(sink);
+    }
+
+    fn publish(&self, publication: Publication) -> BoxFuture<'_, Result<Position, BackplaneError>> {
+        Box::pin(async move {
+            let refused = |e: BackplaneError| {
+                lock(&self.shared.stats).refused_publishes += 1;
+                e
+            };
+            let mut conn = self.shared.connection().map_err(refused)?;
+            let keys = TopicKeys::new(&publication.topic);
+            let history = publication.history;
+            let reply = scripts::PUBLISH_SCRIPT
+                .key(&keys.meta)
+                .key(&keys.log)
+                .key(&keys.keys)
+                .key(TOPICS_KEY)
+                .arg(Epoch::random().to_string())
+                .arg(&*publication.topic)
+                .arg(history.count)
+                .arg(age_ms(&history))
+                .arg(flag(history.latest_per_key))
+                .arg(flag(publication.key.is_some()))
+                .arg(publication.key.as_deref().unwrap_or(""))
+                .arg(publication.timestamp_ms)
+                .arg(&publication.data[..])
+                .arg(wire::CHANNEL)
+                .invoke_async::<::redis::Value>(&mut conn)
+                .await
+                .map_err(|e| refused(self.shared.failed("publish", &e)))?;
+            let (position, retained) = wire::parse_publish_reply(&reply).map_err(BackplaneError)?;
+            self.remember(&publication.topic, position, retained);
+            Ok(position)
+        })
+    }
+
+    fn replay<'a>(
+        &'a self,
+        topic: &'a str,
+        from: ReplayFrom,
+        history: HistoryPolicy,
+    ) -> BoxFuture<'a, Result<Replay, BackplaneError>> {
+        Box::pin(async move {
+            let mut conn = self.shared.connection()?;
+            let keys = TopicKeys::new(topic);
+            let (client_epoch, after) = wire::read_arguments(from);
+            let reply = scripts::READ_SCRIPT
+                .key(&keys.meta)
+                .key(&keys.log)
+                .key(&keys.keys)
+                .arg(Epoch::random().to_string())
+                .arg(client_epoch)
+                .arg(after)
+                .arg(age_ms(&history))
+                .arg(flag(history.latest_per_key))
+                .arg("+")
+                .invoke_async::<::redis::Value>(&mut conn)
+                .await
+                .map_err(|e| self.shared.failed("replay", &e))?;
+            let topic: Arc<str> = topic.into();
+            let state = wire::parse_read_reply(&topic, reply).map_err(BackplaneError)?;
+            let position = Position {
+                epoch: state.epoch,
+                offset: state.last,
+            };
+            if state.last > 0 {
+                self.remember(&topic, position, state.retained);
+            }
+            Ok(Replay {
+                position,
+                recovered: wire::recovered(from, &state),
+                records: state.records,
+            })
+        })
+    }
+
+    fn topics_matching<'a>(
+        &'a self,
+        pattern: &'a Pattern,
+    ) -> BoxFuture<'a, Result<Vec<Arc<str>>, BackplaneError>> {
+        Box::pin(async move {
+            let mut conn = self.shared.connection()?;
+            let all: Vec<String> = ::redis::cmd("SMEMBERS")
+                .arg(TOPICS_KEY)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.shared.failed("topic listing", &e))?;
+            Ok(all
+                .into_iter()
+                .filter(|t| pattern.matches(t))
+                .map(Arc::from)
+                .collect())
+        })
+    }
+
+    fn watch<'a>(&'a self, pattern: &'a Pattern) -> BoxFuture<'a, Result<(), BackplaneError>> {
+        Box::pin(async move {
+            // Records appended while the subscription is down would reach this node only
+            // through a cursor it does not have yet: refuse rather than miss them.
+            if self.shared.watch(pattern) {
+                return Ok(());
+            }
+            Err(self
+                .shared
+                .connection()
+                .err()
+                .unwrap_or_else(|| BackplaneError("redis is unavailable (reconnecting)".into())))
+        })
+    }
+
+    fn unwatch(&self, pattern: &Pattern) {
+        lock(&self.shared.watched).remove(pattern);
+    }
+
+    fn topics(&self) -> Vec<TopicState> {
+        lock(&self.topics).values().cloned().collect()
+    }
+
+    fn health(&self) -> Health {
+        self.shared.health()
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        let stats = lock(&self.shared.stats);
+        let degraded = stats.degraded_total
+            + stats
+                .degraded_since
+                .map_or(std::time::Duration::ZERO, |s| s.elapsed());
+        let lines = [
+            (
+                "tether_backplane_reconnects_total",
+                "counter",
+                "Reconnection attempts to Redis.",
+                stats.reconnects.to_string(),
+            ),
+            (
+                "tether_backplane_refused_publishes_total",
+                "counter",
+                "Publishes refused because Redis failed or was unreachable.",
+                stats.refused_publishes.to_string(),
+            ),
+            (
+                "tether_backplane_caught_up_records_total",
+                "counter",
+                "Records read from the stream to fill a gap in this node's subscription.",
+                stats.caught_up_records.to_string(),
+            ),
+            (
+                "tether_backplane_degraded_seconds_total",
+                "counter",
+                "Time the Redis link was down.",
+                format!("{:.3}", degraded.as_secs_f64()),
+            ),
+        ];
+        for (name, kind, help, value) in lines {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
+    }
+}
