@@ -133,6 +133,10 @@ pub enum SendError {
     ZeroFragmentSize,
     /// A prepared message that does not fit this connection (see `PreparedMessage`).
     UnsuitablePrepared(&'static str),
+    /// A data frame that does not fit the sequence of frames sent (RFC 6455 §5.4), with why.
+    FrameOutOfSequence(&'static str),
+    /// A compressed frame on a connection without permessage-deflate (RFC 7692 §6).
+    CompressionNotNegotiated,
 }
 
 impl fmt::Display for SendError {
@@ -148,6 +152,10 @@ impl fmt::Display for SendError {
             SendError::ZeroFragmentSize => f.write_str("fragment size must be at least 1"),
             SendError::UnsuitablePrepared(why) => {
                 write!(f, "prepared message does not fit this connection: {why}")
+            }
+            SendError::FrameOutOfSequence(why) => write!(f, "frame out of sequence: {why}"),
+            SendError::CompressionNotNegotiated => {
+                f.write_str("compressed frame without permessage-deflate")
             }
         }
     }

@@ -74,7 +74,9 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, ConfigError};
-pub use connection::{Connection, MaskKeys, PreparedMessage, SendOptions, State};
+pub use connection::{
+    Connection, DataFrame, DataKind, Incoming, MaskKeys, PreparedMessage, SendOptions, State,
+};
 pub use error::{ProtocolError, SendError};
 pub use message::{Message, Utf8Bytes};
 pub use role::Role;

@@ -11,7 +11,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use tether_proto::{CloseCode, CloseFrame, Connection, Message, State};
+use tether_proto::{
+    CloseCode, CloseFrame, Connection, DataFrame, Incoming, Message, ProtocolError, State,
+};
 
 use crate::Error;
 use crate::keepalive::Keepalive;
@@ -71,9 +73,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Message, Error>>> {
+        self.poll_output(cx, Connection::poll_event)
+    }
+
+    /// The next data frame or control frame (frame streaming, see
+    /// [`Connection::stream_frames`]); otherwise the next message, as `poll_next`.
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Incoming, Error>>> {
+        self.poll_output(cx, Connection::poll_frame)
+    }
+
+    /// The I/O loop, yielding what `next` takes out of the engine.
+    fn poll_output<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        next: fn(&mut Connection) -> Option<Result<T, ProtocolError>>,
+    ) -> Poll<Option<Result<T, Error>>> {
         let mut reads = 0;
         loop {
-            if let Some(event) = self.conn.poll_event() {
+            if let Some(event) = next(&mut self.conn) {
                 match event {
                     Ok(msg) => {
                         if let Some(k) = &mut self.keepalive {
@@ -292,6 +312,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     pub(crate) fn start_send(&mut self, msg: Message) -> Result<(), Error> {
         self.conn.send(msg).map_err(Error::from)
+    }
+
+    pub(crate) fn start_send_frame(&mut self, frame: DataFrame) -> Result<(), Error> {
+        self.conn.send_frame(frame).map_err(Error::from)
     }
 
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {

@@ -63,5 +63,6 @@ pub use websocket::{Negotiated, WebSocket};
 pub use tether_proto::deflate::DeflateConfig;
 pub use tether_proto::handshake::{AcceptOptions, Request, Response};
 pub use tether_proto::{
-    CloseCode, CloseFrame, Config, Message, PreparedMessage, SendOptions, State, Utf8Bytes,
+    CloseCode, CloseFrame, Config, DataFrame, DataKind, Incoming, Message, PreparedMessage,
+    SendOptions, State, Utf8Bytes,
 };

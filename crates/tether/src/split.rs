@@ -8,7 +8,7 @@ use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use tether_proto::{CloseFrame, Message};
+use tether_proto::{CloseFrame, DataFrame, Incoming, Message};
 
 use crate::Error;
 use crate::driver::Driver;
@@ -106,10 +106,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for ReadHalf<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
+    /// The next data frame, ping, pong or close, for a connection that streams frames
+    /// ([`WebSocket::stream_frames`](crate::WebSocket::stream_frames)); without frame
+    /// streaming, the next message as [`Incoming::Message`]. `None` once the connection is
+    /// closed and the transport shut down. Cancel-safe, like the stream.
+    pub async fn next_frame(&mut self) -> Option<Result<Incoming, Error>> {
+        std::future::poll_fn(|cx| {
+            let shared = &self.shared;
+            shared.with(cx, &shared.wakers.reader, |d, cx| d.poll_frame(cx))
+        })
+        .await
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
     /// Queues a message without writing it; it goes out on the next flush or read.
     pub fn queue(&self, msg: Message) -> Result<(), Error> {
         lock(&self.shared.driver).start_send(msg)
+    }
+
+    /// Sends one data frame and flushes it: waits for room as the sink does, then queues it
+    /// with [`Connection::send_frame`](tether_proto::Connection::send_frame), which refuses
+    /// a frame out of sequence (RFC 6455 §5.4).
+    pub async fn send_frame(&mut self, frame: DataFrame) -> Result<(), Error> {
+        std::future::poll_fn(|cx| {
+            let shared = &self.shared;
+            shared.with(cx, &shared.wakers.writer, |d, cx| d.poll_ready(cx))
+        })
+        .await?;
+        lock(&self.shared.driver).start_send_frame(frame)?;
+        std::future::poll_fn(|cx| {
+            let shared = &self.shared;
+            shared.with(cx, &shared.wakers.writer, |d, cx| d.poll_flush(cx))
+        })
+        .await
     }
 }
 

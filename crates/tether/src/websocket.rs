@@ -139,6 +139,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         std::future::poll_fn(|cx| self.driver.poll_close(cx, &mut frame)).await
     }
 
+    /// Switches the engine to frame streaming
+    /// ([`Connection::stream_frames`](tether_proto::Connection::stream_frames)): after the
+    /// split, [`ReadHalf::next_frame`] yields data frames as they arrive and
+    /// [`WriteHalf::send_frame`] sends them, so a relay passes messages on without
+    /// reassembling them. Returns `false`, changing nothing, once data was sent or received.
+    pub fn stream_frames(&mut self) -> bool {
+        self.driver.conn.stream_frames()
+    }
+
+    /// The permessage-deflate parameters the handshake agreed on, if any.
+    pub fn deflate_params(&self) -> Option<tether_proto::deflate::DeflateParams> {
+        self.driver.conn.deflate_params()
+    }
+
     /// Splits into a reader and a writer that can be used from different tasks.
     pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
         split(self.driver)

@@ -1,11 +1,27 @@
 //! Moving messages between the client's WebSocket and the upstream's.
 //!
 //! Each leg is a complete WebSocket endpoint: the engine answers pings on its own leg and
-//! checks every rule there (masking, UTF-8 of text as it arrives, close codes, limits), so a
-//! broken peer is failed on its own leg at once. Data messages cross as whole messages,
-//! compressed again on the other leg when permessage-deflate is in use. Close frames cross
-//! with their code and reason: each leg's engine answers the close it receives, and the
-//! frame, code and reason unchanged, starts the closing handshake on the other leg.
+//! checks every rule there (masking, reserved bits, fragment order, UTF-8 of text as it
+//! arrives, close codes, limits), so a broken peer is failed on its own leg at once.
+//!
+//! Data crosses frame by frame where both legs allow it ([`frames_can_cross`]): both legs
+//! stream frames (`Connection::stream_frames`), and each data frame is sent on the other leg
+//! as it arrives, with its boundaries, FIN and RSV1, without reassembling the message. With
+//! permessage-deflate this needs identical parameters on both legs, which the handshake
+//! arranges (the client is answered with exactly the upstream's choice); compressed frames
+//! then cross untouched, neither inflated nor deflated. The proxy cannot check the UTF-8 or
+//! the inflated size of such a message: `max_message_size` counts its compressed bytes, and
+//! the endpoint that inflates it validates it (and fails its own leg, 1007 or 1009; the
+//! failure crosses as a close frame like any other). Uncompressed text is validated here, as
+//! it arrives, across fragments. Memory per direction is one frame (at most `max_frame_size`:
+//! a frame is passed on once complete, not in pieces) plus the write buffers.
+//!
+//! When the parameters differ, data messages cross whole instead, inflated on one leg and
+//! compressed again on the other.
+//!
+//! Close frames cross with their code and reason: each leg's engine answers the close it
+//! receives, and the frame, code and reason unchanged, starts the closing handshake on the
+//! other leg.
 //!
 //! When the client breaks a rule, its leg runs with `deferred_failure_close`: the upstream is
 //! closed with the error's code at once, and what the upstream still sends in answer to the
@@ -14,8 +30,9 @@
 
 use std::sync::Mutex;
 
-use futures_util::{SinkExt, StreamExt};
-use tether::{CloseCode, CloseFrame, Error, Message, ReadHalf, WebSocket, WriteHalf};
+use futures_util::SinkExt;
+use tether::{CloseCode, CloseFrame, Error, Incoming, Message, ReadHalf, WebSocket, WriteHalf};
+use tether_proto::deflate::DeflateParams;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::sync::watch;
@@ -33,14 +50,20 @@ enum Direction {
 
 /// Relays until both legs are closed. On shutdown both legs get close 1001.
 pub(crate) async fn relay<C, U>(
-    client: WebSocket<C>,
-    upstream: WebSocket<U>,
+    mut client: WebSocket<C>,
+    mut upstream: WebSocket<U>,
     shutdown: watch::Receiver<bool>,
     metrics: &Metrics,
 ) where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
+    // Neither leg has moved data yet (the upstream's first frames, if any, are buffered and
+    // not parsed), so both switch; the pumps read whole messages from a leg that does not.
+    let streaming = frames_can_cross(client.deflate_params(), upstream.deflate_params())
+        && client.stream_frames()
+        && upstream.stream_frames();
+    tracing::debug!(streaming, "relaying");
     let (client_rx, client_tx) = client.split();
     let (upstream_rx, upstream_tx) = upstream.split();
     let failure = ClientFailure::default();
@@ -62,6 +85,32 @@ pub(crate) async fn relay<C, U>(
             &failure,
         ),
     );
+}
+
+/// Whether data frames can cross between the legs as they are: no permessage-deflate on
+/// either leg, or the same parameters on both.
+///
+/// Both legs describe the parameters from the same viewpoint: `server_*` is the upstream's
+/// compressor (towards the client leg the proxy plays it) and `client_*` the client's
+/// (towards the upstream the proxy plays it). So equality is per direction: upstream to
+/// client, the upstream compresses with `server_no_context_takeover` and
+/// `server_max_window_bits` and the client inflates with the same; client to upstream, the
+/// same for `client_*`. Anything else would make the receiving end inflate with a context or
+/// window the sender did not use (RFC 7692 §7.1.1, §7.1.2).
+pub(crate) fn frames_can_cross(
+    client_leg: Option<DeflateParams>,
+    upstream_leg: Option<DeflateParams>,
+) -> bool {
+    match (client_leg, upstream_leg) {
+        (None, None) => true,
+        (Some(c), Some(u)) => {
+            c.server_no_context_takeover == u.server_no_context_takeover
+                && c.server_max_window_bits == u.server_max_window_bits
+                && c.client_no_context_takeover == u.client_no_context_takeover
+                && c.client_max_window_bits == u.client_max_window_bits
+        }
+        _ => false,
+    }
 }
 
 /// A protocol error of the client whose close frame waits until the upstream has finished
@@ -104,15 +153,23 @@ async fn pump<R, W>(
                     let _ = to.send(Message::Close(Some(frame))).await;
                 }
             }
-            msg = from.next() => match msg {
-                Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => {
+            // Whole messages when this leg does not stream frames.
+            msg = from.next_frame() => match msg {
+                Some(Ok(Incoming::Frame(frame))) => {
+                    if frame.first {
+                        count(metrics, direction);
+                    }
+                    // Refused once the other leg is closing: the frame has nowhere to go.
+                    let _ = to.send_frame(frame).await;
+                }
+                Some(Ok(Incoming::Message(msg @ (Message::Text(_) | Message::Binary(_))))) => {
                     count(metrics, direction);
                     // Refused once the other leg is closing: the message has nowhere to go.
                     let _ = to.send(msg).await;
                 }
                 // Answered by this leg's engine; each leg keeps its own liveness.
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(frame))) => {
+                Some(Ok(Incoming::Message(Message::Ping(_) | Message::Pong(_)))) => {}
+                Some(Ok(Incoming::Message(Message::Close(frame)))) => {
                     if !closed {
                         closed = true;
                         // RFC 6455 §7.4: 1005 (no code) is never sent; `None` keeps it absent.
@@ -214,6 +271,47 @@ fn failure_frame(e: &Error, direction: Direction) -> CloseFrame {
 mod tests {
     use super::*;
     use tether_proto::ProtocolError;
+
+    fn params(
+        server_no_context_takeover: bool,
+        server_max_window_bits: u8,
+        client_max_window_bits: u8,
+    ) -> DeflateParams {
+        DeflateParams {
+            server_no_context_takeover,
+            client_no_context_takeover: false,
+            server_max_window_bits,
+            client_max_window_bits,
+        }
+    }
+
+    #[test]
+    fn frames_cross_only_with_the_same_deflate_parameters_per_direction() {
+        assert!(frames_can_cross(None, None));
+        assert!(frames_can_cross(
+            Some(params(false, 15, 15)),
+            Some(params(false, 15, 15))
+        ));
+        assert!(frames_can_cross(
+            Some(params(true, 10, 12)),
+            Some(params(true, 10, 12))
+        ));
+        assert!(!frames_can_cross(Some(params(false, 15, 15)), None));
+        assert!(!frames_can_cross(None, Some(params(false, 15, 15))));
+        // One direction differs: that direction's receiver would inflate wrongly.
+        assert!(!frames_can_cross(
+            Some(params(true, 15, 15)),
+            Some(params(false, 15, 15))
+        ));
+        assert!(!frames_can_cross(
+            Some(params(false, 15, 15)),
+            Some(params(false, 15, 9))
+        ));
+        assert!(!frames_can_cross(
+            Some(params(false, 12, 15)),
+            Some(params(false, 15, 15))
+        ));
+    }
 
     #[test]
     fn failures_map_to_close_codes_per_leg() {

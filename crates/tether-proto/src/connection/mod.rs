@@ -3,6 +3,7 @@
 mod prepared;
 mod recv;
 mod send;
+mod stream;
 
 use std::fmt;
 use std::io::IoSlice;
@@ -17,6 +18,7 @@ use crate::role::Role;
 
 pub use prepared::PreparedMessage;
 pub use send::SendOptions;
+pub use stream::{DataFrame, DataKind, Incoming};
 
 /// Where a connection is in its life (RFC 6455 §7).
 ///
@@ -70,6 +72,12 @@ pub struct Connection {
     /// The message being reassembled, if any.
     message: Option<recv::IncomingMessage>,
     outbound: Outbound,
+    /// Data frames are passed on one by one instead of reassembled ([`Connection::stream_frames`]).
+    streaming: bool,
+    /// A data frame was sent or received: too late to switch to frame streaming.
+    data_exchanged: bool,
+    /// The message whose frames are being sent with [`Connection::send_frame`], if any.
+    sending: Option<stream::OutgoingMessage>,
     failed: bool,
     eof: bool,
     timed_out: bool,
@@ -121,6 +129,9 @@ impl Connection {
             frame: None,
             message: None,
             outbound: Outbound::default(),
+            streaming: false,
+            data_exchanged: false,
+            sending: None,
             failed: false,
             eof: false,
             timed_out: false,
@@ -146,6 +157,11 @@ impl Connection {
     /// Whether permessage-deflate is in use.
     pub fn is_compressing(&self) -> bool {
         self.deflate.is_some()
+    }
+
+    /// The permessage-deflate parameters the handshake agreed on, if any.
+    pub fn deflate_params(&self) -> Option<DeflateParams> {
+        self.deflate_params
     }
 
     /// Whether the connection failed because the peer broke the protocol (with

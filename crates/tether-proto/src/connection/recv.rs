@@ -15,22 +15,41 @@ use crate::utf8::Utf8Validator;
 /// A data frame whose payload is still arriving.
 #[derive(Debug)]
 pub(super) struct IncomingFrame {
-    fin: bool,
-    mask: Option<[u8; 4]>,
-    remaining: u64,
+    pub(super) fin: bool,
+    pub(super) mask: Option<[u8; 4]>,
+    pub(super) remaining: u64,
     /// Payload bytes seen so far, for the mask's phase.
-    offset: usize,
+    pub(super) offset: usize,
+    /// Whether this frame starts its message (frame streaming only).
+    pub(super) first: bool,
+    /// The unmasked payload so far (frame streaming only; reassembly appends to the message).
+    pub(super) payload: bytes::BytesMut,
 }
 
 /// A message being reassembled from its frames.
 #[derive(Debug)]
 pub(super) struct IncomingMessage {
-    text: bool,
-    compressed: bool,
+    pub(super) text: bool,
+    pub(super) compressed: bool,
     data: Vec<u8>,
     /// How much of `data` the UTF-8 validator has seen.
     validated: usize,
-    utf8: Utf8Validator,
+    pub(super) utf8: Utf8Validator,
+    /// Payload bytes passed on frame by frame (frame streaming), as received on the wire.
+    pub(super) streamed: u64,
+}
+
+impl IncomingMessage {
+    pub(super) fn new(opcode: OpCode, compressed: bool) -> Self {
+        IncomingMessage {
+            text: opcode == OpCode::Text,
+            compressed,
+            data: Vec::new(),
+            validated: 0,
+            utf8: Utf8Validator::new(),
+            streamed: 0,
+        }
+    }
 }
 
 impl Connection {
@@ -40,11 +59,34 @@ impl Connection {
     /// the engine has queued a close frame with [`ProtocolError::close_code`] and is now
     /// [`State::Closed`]. A ping is answered (when `auto_pong` is on) as it is returned here,
     /// so answers keep the order of the messages around them.
+    ///
+    /// With [frame streaming](Self::stream_frames) on, data frames are checked and dropped
+    /// here (read them with [`poll_frame`](Self::poll_frame)); only control frames come out.
     pub fn poll_event(&mut self) -> Option<Result<Message, ProtocolError>> {
+        self.poll_with(|conn| {
+            if !conn.streaming {
+                return conn.read_step();
+            }
+            loop {
+                match conn.stream_step()? {
+                    Some(super::Incoming::Frame(_)) => continue,
+                    Some(super::Incoming::Message(msg)) => return Ok(Some(msg)),
+                    None => return Ok(None),
+                }
+            }
+        })
+    }
+
+    /// Runs one parsing step with the bookkeeping every output shares: nothing once closed,
+    /// the read buffer released when empty, a broken rule failing the connection.
+    pub(super) fn poll_with<T>(
+        &mut self,
+        step: impl FnOnce(&mut Self) -> Result<Option<T>, ProtocolError>,
+    ) -> Option<Result<T, ProtocolError>> {
         if self.state == State::Closed || self.failed {
             return None;
         }
-        match self.read_step() {
+        match step(self) {
             Ok(Some(msg)) => Some(Ok(msg)),
             Ok(None) => {
                 if self.input.is_empty() {
@@ -110,6 +152,7 @@ impl Connection {
                 continue;
             }
 
+            self.data_exchanged = true;
             if self.message.is_none()
                 && header.fin
                 && !header.rsv1
@@ -136,26 +179,23 @@ impl Connection {
             }
 
             self.input.advance(header_len);
-            if header.opcode != OpCode::Continuation {
-                self.message = Some(IncomingMessage {
-                    text: header.opcode == OpCode::Text,
-                    compressed: header.rsv1,
-                    data: Vec::new(),
-                    validated: 0,
-                    utf8: Utf8Validator::new(),
-                });
+            let first = header.opcode != OpCode::Continuation;
+            if first {
+                self.message = Some(IncomingMessage::new(header.opcode, header.rsv1));
             }
             self.frame = Some(IncomingFrame {
                 fin: header.fin,
                 mask: header.mask,
                 remaining: header.payload_len,
                 offset: 0,
+                first,
+                payload: bytes::BytesMut::new(),
             });
         }
     }
 
     /// Checks the rules that depend on connection state, before any payload is buffered.
-    fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+    pub(super) fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
         // RFC 6455 §5.1: "a client MUST mask all frames that it sends to the server" and "A
         // server MUST NOT mask any frames"; the receiver must fail the connection otherwise.
         if !self.config.dangerous_accept_wrong_masking {
@@ -193,8 +233,15 @@ impl Connection {
                 });
             }
             let compressed = h.rsv1 || self.message.as_ref().is_some_and(|m| m.compressed);
-            let so_far = self.message.as_ref().map_or(0, |m| m.data.len() as u64);
-            if !compressed && so_far + h.payload_len > self.config.max_message_size as u64 {
+            let so_far = self
+                .message
+                .as_ref()
+                .map_or(0, |m| m.data.len() as u64 + m.streamed);
+            // Reassembled compressed messages are limited after inflation (append_payload);
+            // streamed ones, which this engine does not inflate, by their bytes on the wire.
+            if (!compressed || self.streaming)
+                && so_far + h.payload_len > self.config.max_message_size as u64
+            {
                 return Err(ProtocolError::MessageTooLarge {
                     limit: self.config.max_message_size,
                 });
@@ -254,7 +301,7 @@ impl Connection {
     }
 
     /// Handles a ping, pong or close; returns the event for the application.
-    fn control_frame(
+    pub(super) fn control_frame(
         &mut self,
         opcode: OpCode,
         payload: Bytes,

@@ -133,20 +133,37 @@ impl Connection {
             ));
         }
         self.check_data_allowed()?;
+        self.check_no_fragments_in_progress()?;
+        self.data_exchanged = true;
         let frame = match (&msg.compressed, self.deflate_params) {
-            (Some(compressed), Some(params)) if PreparedMessage::fits(&params) => compressed,
+            (Some(compressed), Some(params))
+                if PreparedMessage::fits(&params) && !self.streaming =>
+            {
+                compressed
+            }
             _ => &msg.plain,
         };
         self.outbound.push_shared(frame.clone());
         Ok(())
     }
 
-    fn check_data_allowed(&self) -> Result<(), SendError> {
+    pub(super) fn check_data_allowed(&self) -> Result<(), SendError> {
         if self.state != State::Open {
             return Err(SendError::Closed);
         }
         if self.outbound.len() >= self.config.max_outbound_buffer {
             return Err(SendError::Full);
+        }
+        Ok(())
+    }
+
+    /// RFC 6455 §5.4: a whole message cannot go between the frames of one sent with
+    /// [`Connection::send_frame`].
+    fn check_no_fragments_in_progress(&self) -> Result<(), SendError> {
+        if self.sending.is_some() {
+            return Err(SendError::FrameOutOfSequence(
+                "a message starts before the previous one ended",
+            ));
         }
         Ok(())
     }
@@ -158,6 +175,7 @@ impl Connection {
         options: SendOptions,
     ) -> Result<(), SendError> {
         self.check_data_allowed()?;
+        self.check_no_fragments_in_progress()?;
         if options.fragment_size == Some(0) {
             return Err(SendError::ZeroFragmentSize);
         }
@@ -166,8 +184,11 @@ impl Connection {
             .deflate
             .as_ref()
             .map_or(0, |d| d.min_compress_size);
+        self.data_exchanged = true;
         let payload = match &mut self.deflate {
-            Some(deflate) if options.compress && payload.len() >= min_size => {
+            // With frame streaming, the compression context belongs to the peer whose
+            // compressed frames cross this leg: whole messages go uncompressed.
+            Some(deflate) if options.compress && payload.len() >= min_size && !self.streaming => {
                 let mut out = Vec::with_capacity(payload.len() / 2 + 64);
                 deflate.compress(&payload, &mut out);
                 Some(Bytes::from(out))
@@ -217,7 +238,7 @@ impl Connection {
         self.encode_frame(opcode, true, false, payload);
     }
 
-    fn queue_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: Bytes) {
+    pub(super) fn queue_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: Bytes) {
         if self.role == Role::Server && payload.len() >= SHARE_THRESHOLD {
             let header = frame_header(opcode, fin, rsv1, None, payload.len());
             let mut head = [0; MAX_HEADER_LEN];
