@@ -12,6 +12,7 @@
 mod client_args;
 mod connect;
 mod exit;
+mod hangup;
 mod help;
 mod listen_tcp;
 mod publish;
@@ -50,7 +51,7 @@ enum Command {
     Sub(sub::SubArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 struct ServeArgs {
     /// Config file (TOML; every key is documented in tether.example.toml).
     #[arg(short, long, env = "TETHER_CONFIG", value_name = "FILE")]
@@ -171,7 +172,12 @@ fn serve(args: ServeArgs) -> ExitCode {
                 eprintln!("tether:   {what:<8} {ws}://{addr}{}", route.path);
             }
         }
+        let reload_args = args.clone();
+        let reloading = tokio::spawn(hangup::reload_on_hangup(gateway.reloader(), move || {
+            load(&reload_args)
+        }));
         gateway.run(shutdown_signal()).await;
+        reloading.abort();
         eprintln!("tether: stopped");
         ExitCode::SUCCESS
     })
