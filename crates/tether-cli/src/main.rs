@@ -157,6 +157,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let hangup = hangup::Hangup::catch();
         for (scheme, ws, addr) in [
             ("http", "ws", gateway.local_addr()),
             ("https", "wss", gateway.tls_local_addr()),
@@ -173,9 +174,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         }
         let reload_args = args.clone();
-        let reloading = tokio::spawn(hangup::reload_on_hangup(gateway.reloader(), move || {
-            load(&reload_args)
-        }));
+        let reloading =
+            tokio::spawn(hangup.reload_on_each(gateway.reloader(), move || load(&reload_args)));
         gateway.run(shutdown_signal()).await;
         reloading.abort();
         eprintln!("tether: stopped");

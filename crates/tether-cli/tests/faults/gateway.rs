@@ -1,6 +1,7 @@
 //! `tether serve` as a child process for the fault tests, and what they read from it: HTTP
 //! over raw sockets (`/healthz`, `/metrics`, publishes), and its CPU time, RSS and open file
-//! descriptors from `/proc`.
+//! descriptors from `/proc`. The soak test (`tests/soak.rs`) shares this file.
+#![allow(dead_code)] // each test binary uses a different subset
 
 use std::net::SocketAddr;
 use std::path::Path;

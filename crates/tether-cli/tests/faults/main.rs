@@ -10,3 +10,4 @@ mod backends;
 mod clients;
 mod descriptors;
 mod gateway;
+mod reload;
