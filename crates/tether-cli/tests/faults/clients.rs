@@ -1,6 +1,7 @@
 //! The well-behaved clients of the fault tests: an echo probe timing its round trips, a
 //! subscriber recording the offsets it receives, and an HTTP publisher recording the offsets
-//! acknowledged.
+//! acknowledged. The soak test (`tests/soak.rs`) shares this file.
+#![allow(dead_code)] // each test binary uses a different subset
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
