@@ -11,7 +11,8 @@
 # tests/browser; Chromium itself is Debian's, installed by .ci/run), and cargo-fuzz
 # (scripts/fuzz-smoke.sh). Autobahn reports go to target/autobahn/{server,client,gateway,proxy}/.
 #
-# Environment: FUZZ_SECONDS (per fuzz target, default 15).
+# Environment: FUZZ_SECONDS (per fuzz target, default 15), TETHER_SOAK_SECS (the soak's
+# length, default 60; 600 for the ten-minute run).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -58,9 +59,13 @@ stage "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D wa
 stage "cargo doc -D warnings" env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
 # The hostile-input matrix runs on its own with --nocapture so the log shows its table and
 # figures; it holds 3,000 sockets on each side, so it needs more open files than 1024.
-stage "cargo test" cargo test --workspace -- --skip hostile_input
+# The soak (tests/soak.rs) runs on its own too, for TETHER_SOAK_SECS (default 60), printing
+# its figures; the fault tests (tests/faults/) run within cargo test, a few seconds each.
+stage "cargo test" cargo test --workspace -- --skip hostile_input --skip soak_churn
 stage "hostile input matrix (tether serve)" bash -c \
     'ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"; cargo test -p tether-cli --test hostile -- --nocapture'
+stage "Soak (tether serve, ${TETHER_SOAK_SECS:-60} s)" \
+    cargo test -p tether-cli --test soak -- --nocapture
 stage "criterion benches (smoke: each once)" cargo bench -p tether-proto --quiet -- --test
 stage "fuzz targets (smoke)" bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-15}"
 

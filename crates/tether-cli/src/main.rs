@@ -14,6 +14,7 @@ mod bench;
 mod client_args;
 mod connect;
 mod exit;
+mod hangup;
 mod help;
 mod listen_tcp;
 mod publish;
@@ -55,7 +56,7 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 struct ServeArgs {
     /// Config file (TOML; every key is documented in tether.example.toml).
     #[arg(short, long, env = "TETHER_CONFIG", value_name = "FILE")]
@@ -162,6 +163,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let hangup = hangup::Hangup::catch();
         for (scheme, ws, addr) in [
             ("http", "ws", gateway.local_addr()),
             ("https", "wss", gateway.tls_local_addr()),
@@ -177,7 +179,11 @@ fn serve(args: ServeArgs) -> ExitCode {
                 eprintln!("tether:   {what:<8} {ws}://{addr}{}", route.path);
             }
         }
+        let reload_args = args.clone();
+        let reloading =
+            tokio::spawn(hangup.reload_on_each(gateway.reloader(), move || load(&reload_args)));
         gateway.run(shutdown_signal()).await;
+        reloading.abort();
         eprintln!("tether: stopped");
         ExitCode::SUCCESS
     })

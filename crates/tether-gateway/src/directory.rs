@@ -61,6 +61,7 @@ pub(crate) fn routes(state: &State, method: &Method) -> Response<Body> {
 fn describe(state: &State) -> Value {
     let websocket: Vec<Value> = state
         .routes
+        .load()
         .iter()
         .map(|r| {
             json!({

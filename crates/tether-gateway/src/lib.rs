@@ -32,6 +32,7 @@
 //! 1001 and finish their closing handshakes, and whatever is left at the deadline is cancelled.
 #![forbid(unsafe_code)]
 
+mod accept;
 mod api;
 mod auth;
 mod bridge;
@@ -48,6 +49,7 @@ mod metrics;
 mod pages;
 pub mod protocol;
 mod proxy;
+pub mod reload;
 mod request;
 mod response;
 mod routes;
@@ -59,4 +61,5 @@ pub mod tls;
 mod websocket;
 
 pub use config::{ConfigError, GatewayConfig, Overrides};
+pub use reload::{Reloaded, Reloader};
 pub use server::{Error, Gateway};

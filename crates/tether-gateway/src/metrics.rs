@@ -101,6 +101,7 @@ struct RouteCounters {
 pub(crate) struct Metrics {
     http_connections_open: AtomicI64,
     connections_accepted: AtomicU64,
+    accept_errors: AtomicU64,
     http_requests_total: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
@@ -117,6 +118,7 @@ impl Metrics {
         Metrics {
             http_connections_open: AtomicI64::new(0),
             connections_accepted: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
             http_requests_total: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
@@ -131,12 +133,15 @@ impl Metrics {
         }
     }
 
-    /// Renders a bridge route's counters with the gateway's.
-    pub(crate) fn add_bridge(&self, bridge: Arc<BridgeMetrics>) {
-        self.bridges
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(bridge);
+    /// Renders these bridge routes' counters with the gateway's (replacing the last list).
+    pub(crate) fn set_bridges(&self, bridges: Vec<Arc<BridgeMetrics>>) {
+        *self.bridges.lock().unwrap_or_else(|p| p.into_inner()) = bridges;
+    }
+
+    /// The counters of the bridge route at `path`, if it is rendered.
+    pub(crate) fn bridge(&self, path: &str) -> Option<Arc<BridgeMetrics>> {
+        let bridges = self.bridges.lock().unwrap_or_else(|p| p.into_inner());
+        bridges.iter().find(|b| b.route() == path).cloned()
     }
 
     fn route(&self, kind: RouteKind) -> Option<&RouteCounters> {
@@ -158,6 +163,11 @@ impl Metrics {
         if let Some(i) = Refusal::ALL.iter().position(|r| *r == why) {
             self.refused[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Counts a failed `accept` (out of file descriptors, most often).
+    pub(crate) fn accept_error(&self) {
+        self.accept_errors.fetch_add(1, Relaxed);
     }
 
     /// Counts an HTTP request.
@@ -210,6 +220,12 @@ impl Metrics {
             "counter",
             "TCP connections accepted (TLS included).",
             &one(load(&self.connections_accepted)),
+        );
+        metric(
+            "tether_accept_errors_total",
+            "counter",
+            "Failed accepts (such as EMFILE, out of file descriptors); retried with backoff.",
+            &one(load(&self.accept_errors)),
         );
         metric(
             "tether_http_connections_open",

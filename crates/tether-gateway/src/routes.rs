@@ -41,7 +41,9 @@ where
     if api::is_api_path(&path) {
         return Ok(api::handle(&state, req).await.map(Either::Left));
     }
-    let route = websocket::find(&state.routes, &path);
+    // One snapshot per request: a reload meanwhile does not change this request's route.
+    let routes = state.routes.load();
+    let route = websocket::find(&routes, &path);
     let upgrade = tether::upgrade::is_upgrade_request(&req);
     if let Some(route) = route
         && let Some(upstream) = &route.upstream

@@ -4,22 +4,23 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::accept::{Backoff, accept};
 use crate::auth::Authenticator;
-use crate::bridge::BridgeRoute;
-use crate::config::{ConfigError, GatewayConfig, Limits, RouteKind};
+use crate::config::{ConfigError, GatewayConfig, Limits};
 use crate::hub::Hub;
 use crate::limiter::ConnectionLimiter;
 use crate::metrics::Metrics;
+use crate::reload::{Live, Reloader};
 use crate::shutdown::Tasks;
 use crate::static_files::StaticFiles;
 use crate::websocket::Route;
-use crate::{connection, demo, pages, tls};
+use crate::{connection, demo, reload, tls};
 
 /// Why the gateway cannot start.
 #[derive(Debug)]
@@ -71,7 +72,10 @@ pub(crate) struct State {
     pub(crate) hub: Arc<Hub>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) auth: Authenticator,
-    pub(crate) routes: Vec<Route>,
+    /// The WebSocket routes; a reload replaces them ([`crate::reload`]).
+    pub(crate) routes: Live<Vec<Route>>,
+    /// The TLS listener's acceptor (certificate and key); a reload replaces it.
+    pub(crate) tls: Live<Option<TlsAcceptor>>,
     pub(crate) statics: StaticFiles,
     pub(crate) limiter: Arc<ConnectionLimiter>,
     /// Transport connections not (yet) upgraded, per client: `limits.max_pending_per_ip`.
@@ -93,7 +97,8 @@ pub(crate) struct State {
 pub struct Gateway {
     state: Arc<State>,
     plain: Option<TcpListener>,
-    tls: Option<(TcpListener, TlsAcceptor)>,
+    tls: Option<TcpListener>,
+    running: Arc<Mutex<GatewayConfig>>,
     demo: bool,
     shutdown_timeout: Duration,
 }
@@ -111,21 +116,17 @@ impl Gateway {
     /// Validates `config`, loads its keys and certificates, and binds its listeners.
     pub async fn bind(mut config: GatewayConfig) -> Result<Gateway, Error> {
         config.validate()?;
-        if config.demo {
-            demo::add_topic_policies(&mut config.hub);
-        }
-        if config.static_files.root.is_none() {
-            pages::add_topic_policies(&mut config.hub);
-        }
+        reload::add_builtin_policies(&mut config);
         let auth = Authenticator::new(&config.auth)?;
         let statics = StaticFiles::new(&config.static_files)?;
         let tls_only = config.tls.as_ref().is_some_and(|t| t.only);
-        let tls = match &config.tls {
+        let (tls, acceptor) = match &config.tls {
             Some(tls_config) => {
                 let acceptor = TlsAcceptor::from(tls::server_config(tls_config)?);
-                Some((listen("tls.listen", &tls_config.listen).await?, acceptor))
+                let listener = listen("tls.listen", &tls_config.listen).await?;
+                (Some(listener), Some(acceptor))
             }
-            None => None,
+            None => (None, None),
         };
         let plain = match tls_only {
             true => None,
@@ -134,25 +135,15 @@ impl Gateway {
         let limits = config.limits.clone();
         let connection_config = limits.connection_config();
         let metrics = Arc::new(Metrics::new());
-        let mut routes = Vec::with_capacity(config.routes.len());
-        for (i, r) in config.routes.iter().enumerate() {
-            let mut route = Route::new(r, config.allowed_origins.as_ref(), &connection_config)
-                .map_err(|(key, problem)| {
-                    ConfigError::new(format!("routes[{i}].{key}"), problem)
-                })?;
-            if r.kind == RouteKind::Bridge {
-                let bridge = BridgeRoute::new(r, &format!("routes[{i}]"))?;
-                metrics.add_bridge(bridge.metrics.clone());
-                route.bridge = Some(Arc::new(bridge));
-            }
-            routes.push(route);
-        }
+        let routes = reload::build_routes(&config, &connection_config, &metrics)?;
+        reload::register_bridges(&metrics, &routes);
         let state = State {
             hub: Hub::from_config(config.hub.clone())
                 .map_err(|(key, problem)| ConfigError::new(key, problem))?,
             metrics,
             auth,
-            routes,
+            routes: Live::new(routes),
+            tls: Live::new(acceptor),
             statics,
             limiter: ConnectionLimiter::new(limits.max_connections, limits.max_connections_per_ip),
             // The total is bounded by the open-files limit already.
@@ -166,7 +157,17 @@ impl Gateway {
             tls,
             demo: config.demo,
             shutdown_timeout: config.shutdown_timeout,
+            running: Arc::new(Mutex::new(config)),
         })
+    }
+
+    /// A handle that applies new configurations while the gateway runs: routes and TLS
+    /// certificates, without closing a listener or a connection ([`crate::reload`]).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            state: self.state.clone(),
+            running: self.running.clone(),
+        }
     }
 
     /// The plain (`http`/`ws`) listener's address, unless TLS only.
@@ -176,7 +177,7 @@ impl Gateway {
 
     /// The TLS (`https`/`wss`) listener's address, if configured.
     pub fn tls_local_addr(&self) -> Option<SocketAddr> {
-        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
+        self.tls.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The pub/sub hub, to publish from the embedding program.
@@ -194,6 +195,7 @@ impl Gateway {
             tls,
             demo,
             shutdown_timeout,
+            running: _,
         } = self;
         if demo {
             state
@@ -201,14 +203,16 @@ impl Gateway {
                 .spawn(demo::run(state.hub.clone(), state.tasks.shutdown_signal()));
         }
         tokio::pin!(shutdown);
+        let (mut plain_backoff, mut tls_backoff) = (Backoff::default(), Backoff::default());
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                (tcp, peer) = accept(plain.as_ref()) => {
+                (tcp, peer) = accept(plain.as_ref(), &mut plain_backoff, &state.metrics) => {
                     state.tasks.spawn(connection::serve(state.clone(), tcp, peer, None));
                 }
-                (tcp, peer) = accept(tls.as_ref().map(|(l, _)| l)) => {
-                    let acceptor = tls.as_ref().map(|(_, a)| a.clone());
+                (tcp, peer) = accept(tls.as_ref(), &mut tls_backoff, &state.metrics) => {
+                    // The acceptor in force now: a reload changes it for new connections.
+                    let acceptor = state.tls.load().as_ref().clone();
                     state.tasks.spawn(connection::serve(state.clone(), tcp, peer, acceptor));
                 }
             }
@@ -231,21 +235,4 @@ async fn listen(key: &'static str, address: &str) -> Result<TcpListener, Error> 
             address: address.to_string(),
             source,
         })
-}
-
-/// The next connection of `listener`; never, without one. Errors (such as running out of
-/// file descriptors) are logged and retried after a pause.
-async fn accept(listener: Option<&TcpListener>) -> (TcpStream, SocketAddr) {
-    let Some(listener) = listener else {
-        return std::future::pending().await;
-    };
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => return accepted,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
 }

@@ -17,6 +17,7 @@ pub(crate) struct BridgeMetrics {
     to_backend: AtomicU64,
     to_client: AtomicU64,
     connect_failures: AtomicU64,
+    backend_errors: AtomicU64,
     refused: AtomicU64,
     buckets: [AtomicU64; DURATION_BUCKETS.len()],
     duration_micros: AtomicU64,
@@ -33,6 +34,7 @@ impl BridgeMetrics {
             to_backend: AtomicU64::new(0),
             to_client: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
+            backend_errors: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             buckets: Default::default(),
             duration_micros: AtomicU64::new(0),
@@ -63,6 +65,17 @@ impl BridgeMetrics {
     /// Counts a backend that could not be reached (resolution, connect, TLS, timeout).
     pub(crate) fn connect_failure(&self) {
         self.connect_failures.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a backend connection that failed mid-session (reset or another read or write
+    /// error; the client got 1014). A backend's EOF is a normal end, not counted here.
+    pub(crate) fn backend_error(&self) {
+        self.backend_errors.fetch_add(1, Relaxed);
+    }
+
+    /// The path of the route these counters belong to.
+    pub(crate) fn route(&self) -> &str {
+        &self.route
     }
 
     /// Counts a handshake refused by this route (token, target, subprotocol).
@@ -147,6 +160,12 @@ pub(crate) fn render(routes: &[Arc<BridgeMetrics>], out: &mut String) {
         &|r| r.connect_failures.load(Relaxed),
     );
     family(
+        "tether_bridge_backend_errors_total",
+        "counter",
+        "Backend connections lost mid-session: reset, or a read or write error (close 1014).",
+        &|r| r.backend_errors.load(Relaxed),
+    );
+    family(
         "tether_bridge_handshakes_refused_total",
         "counter",
         "Bridge handshakes refused: missing subprotocol, unknown token, target not allowed.",
@@ -187,6 +206,7 @@ mod tests {
         metrics.to_backend(10);
         metrics.to_client(20);
         metrics.connect_failure();
+        metrics.backend_error();
         metrics.record_duration(Duration::from_millis(200));
         metrics.record_duration(Duration::from_secs(7200));
         let open = metrics.session();
@@ -199,6 +219,7 @@ mod tests {
         assert!(out.contains("tether_bridge_backend_sent_bytes_total{route=\"/vnc\"} 10\n"));
         assert!(out.contains("tether_bridge_client_sent_bytes_total{route=\"/vnc\"} 20\n"));
         assert!(out.contains("tether_bridge_connect_failures_total{route=\"/vnc\"} 1\n"));
+        assert!(out.contains("tether_bridge_backend_errors_total{route=\"/vnc\"} 1\n"));
         let bucket = |le: &str| format!("_bucket{{route=\"/vnc\",le=\"{le}\"}} ");
         assert!(out.contains(&format!("{}0\n", bucket("0.1"))));
         assert!(out.contains(&format!("{}1\n", bucket("0.5"))));

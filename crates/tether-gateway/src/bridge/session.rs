@@ -119,6 +119,7 @@ pub(crate) async fn serve(
                     None
                 }
                 FromClient::BackendFailed(e) => {
+                    route.metrics.backend_error();
                     tracing::info!(%client, %target, "bridge backend write failed: {e}");
                     Some(backend_failure(&e))
                 }
@@ -126,6 +127,7 @@ pub(crate) async fn serve(
             end = &mut down => match end {
                 FromBackend::Eof => Some(CloseFrame::new(CloseCode::NORMAL, "backend closed the connection")),
                 FromBackend::Failed(e) => {
+                    route.metrics.backend_error();
                     tracing::info!(%client, %target, "bridge backend read failed: {e}");
                     Some(backend_failure(&e))
                 }

@@ -42,14 +42,18 @@ pub(crate) enum UpstreamFailure {
     Unreachable,
     /// No answer within `upstream_timeout` (504).
     Timeout,
+    /// A relayed WebSocket's upstream connection broke, or ended without a close frame, or
+    /// broke the protocol, mid-stream (the client got 1014).
+    Lost,
 }
 
 impl UpstreamFailure {
-    const ALL: [UpstreamFailure; 4] = [
+    const ALL: [UpstreamFailure; 5] = [
         UpstreamFailure::NotWebSocket,
         UpstreamFailure::BadHandshake,
         UpstreamFailure::Unreachable,
         UpstreamFailure::Timeout,
+        UpstreamFailure::Lost,
     ];
 
     fn label(self) -> &'static str {
@@ -58,6 +62,7 @@ impl UpstreamFailure {
             UpstreamFailure::BadHandshake => "bad_handshake",
             UpstreamFailure::Unreachable => "unreachable",
             UpstreamFailure::Timeout => "timeout",
+            UpstreamFailure::Lost => "lost",
         }
     }
 }
@@ -87,7 +92,8 @@ impl ProxyMetrics {
         let _ = writeln!(
             out,
             "# HELP tether_proxy_upstream_failures_total Proxied handshakes and requests that got \
-             no usable answer from the upstream, by reason.\n\
+             no usable answer from the upstream, and relayed WebSockets whose upstream was \
+             lost mid-stream (lost), by reason.\n\
              # TYPE tether_proxy_upstream_failures_total counter"
         );
         for (why, count) in UpstreamFailure::ALL.iter().zip(&self.failures) {

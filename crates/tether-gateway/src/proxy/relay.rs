@@ -39,6 +39,7 @@ use tokio::sync::watch;
 
 use crate::config::RouteKind;
 use crate::metrics::Metrics;
+use crate::proxy::UpstreamFailure;
 use crate::shutdown::signalled;
 
 /// Which way a pump moves messages.
@@ -190,6 +191,9 @@ async fn pump<R, W>(
                     let _ = to.send(Message::Close(Some(frame))).await;
                 }
                 Some(Err(e)) => {
+                    if direction == Direction::UpstreamToClient && !closed {
+                        metrics.proxy.failed(UpstreamFailure::Lost);
+                    }
                     if !closed {
                         let frame = owed_to_client(failure, direction)
                             .unwrap_or(Some(failure_frame(&e, direction)));
@@ -199,6 +203,9 @@ async fn pump<R, W>(
                     return;
                 }
                 None => {
+                    if direction == Direction::UpstreamToClient && !closed {
+                        metrics.proxy.failed(UpstreamFailure::Lost);
+                    }
                     if !closed {
                         let frame = owed_to_client(failure, direction)
                             .unwrap_or(Some(failure_frame(&Error::AbnormalClosure, direction)));
