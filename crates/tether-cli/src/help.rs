@@ -77,6 +77,44 @@ printed: no gap and no duplicate while the gateway's history reaches back (gaps 
 histories are reported on stderr). A refused handshake (4xx) or subscribe is not retried:
 exit 5 or 8.";
 
+/// `tether bench --help`: the workloads, the output, how to read it.
+pub const BENCH_HELP: &str = "\
+Examples:
+  tether bench echo --url ws://127.0.0.1:8080/echo -c 64 --size 16 --in-flight 16 --duration 10s
+  tether bench echo --url ws://127.0.0.1:8080/echo -c 16 --size 65536 --request-response --json
+  tether bench connect --url ws://127.0.0.1:8080/echo -c 16 --duration 10s
+  tether bench idle --url ws://127.0.0.1:8080/echo -n 10000 --sources 127.0.0.1-127.0.0.16 \\
+      --server-pid \"$(pidof tether)\"
+  tether bench fanout --url ws://127.0.0.1:8080/ws -n 10000 --topic bench --rate 100
+
+Workloads:
+  echo     -c connections each keep --in-flight messages in flight; every echo is checked
+           (opcode, length, every byte); latency from send to echo. --deflate offers
+           permessage-deflate and runs on the tether client instead of the raw one: heavier
+           per message, so watch load_bound.
+  connect  -c connectors each open a connection, complete the opening and closing
+           handshakes and start again; latency of the opening handshake.
+  idle     opens -n connections (over the --sources addresses, so past one ephemeral port
+           range), holds them for --hold, and with --server-pid reports the server's RSS
+           (VmRSS) before and after, and the bytes per connection.
+  fanout   -n subscribers on a tether.pubsub.v1 route, one publisher at --rate per second
+           (over a WebSocket on --url, or the HTTP API with --publish-url); latency from
+           publish to delivery from a timestamp in the payload; drops are missing offsets.
+
+Every run reports messages/s, MB/s of payload (MB = 10^6 bytes), latency p50/p99/p999/max
+(HDR histogram, microseconds), errors and drops; --json prints one object on stdout. A
+progress line goes to stderr once a second (not with --json when stderr is no terminal).
+
+The raw client writes frames built and masked once per connection with a fixed masking
+key (6b 3e 91 d4): fine over loopback to a server under test, not for the open Internet
+(RFC 6455 \u{a7}10.3 asks for a fresh random key per frame against proxy cache poisoning).
+The tool measures its own CPU time: at 90% of --threads or more, load_bound is true and a
+warning says the figures measure the load tool, not the server. The soft open-files limit
+is raised to the hard one; a run that cannot fit under it is refused.
+
+Exit status: 0 the run saw no error, 1 it did (wrong echo, failed connection; the report
+is printed anyway) or could not start, 2 bad command line.";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,11 @@
 //!
 //! `tether connect`, `tether pub` and `tether sub` are clients: a WebSocket client for
 //! terminals and pipes (and a TCP-over-WebSocket tunnel with `--listen-tcp`), and the two
-//! ends of the gateway's pub/sub protocol.
+//! ends of the gateway's pub/sub protocol. `tether bench` is a load tool for WebSocket
+//! servers.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod client_args;
 mod connect;
 mod exit;
@@ -48,6 +50,9 @@ enum Command {
     /// Print the messages of topics, resuming after reconnects without gap or duplicate.
     #[command(after_long_help = help::SUB_HELP)]
     Sub(sub::SubArgs),
+    /// Load a WebSocket server: echo, connect, idle or fanout; figures as text or JSON.
+    #[command(after_long_help = help::BENCH_HELP)]
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         },
         Command::Pub(args) => client(publish::run(args)),
         Command::Sub(args) => client(sub::run(args)),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -1,0 +1,85 @@
+//! `tether bench`: a load tool for WebSocket servers.
+//!
+//! Four workloads (`echo`, `connect`, `idle`, `fanout`), each reporting messages/s, MB/s,
+//! latency percentiles from an HDR histogram, errors and drops, as text or one JSON object.
+//! The tool is written to measure the server, not itself: raw TCP with frames built and
+//! masked once per connection ([`frame`]), replies parsed in place from reused buffers, no
+//! allocation per message. It measures its own CPU time and says when it was the
+//! bottleneck ([`system`]).
+
+mod args;
+mod connect;
+mod echo;
+mod echo_check;
+mod echo_deflate;
+mod frame;
+mod handshake;
+mod idle;
+mod progress;
+#[allow(dead_code)] // duplicates: for fanout, next
+mod recorder;
+mod report;
+mod system;
+mod target;
+
+pub use args::BenchArgs;
+
+use std::process::ExitCode;
+
+use args::Mode;
+use report::Report;
+
+/// Runs `tether bench`: the runtime, the workload, the report. Exit 0 when the run saw no
+/// error, 1 when it did (the report is printed either way), 2 for a bad command line.
+pub fn run(args: BenchArgs) -> ExitCode {
+    if let Err(message) = args.validate() {
+        eprintln!("tether bench: {message}");
+        return ExitCode::from(2);
+    }
+    if let Err(message) = system::raise_open_files_limit(args.mode.connections_needed()) {
+        eprintln!("tether bench: {message}");
+        return ExitCode::from(2);
+    }
+    let threads = args.mode.common().threads;
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tether bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome: Result<Report, String> = runtime.block_on(async {
+        match &args.mode {
+            Mode::Echo(echo) if echo.deflate => echo_deflate::run(echo).await,
+            Mode::Echo(echo) => echo::run(echo).await,
+            Mode::Connect(connect) => connect::run(connect).await,
+            Mode::Idle(idle) => idle::run(idle).await,
+            Mode::Fanout(_) => Err("fanout is not built yet on this branch".into()),
+        }
+    });
+    runtime.shutdown_background();
+    match outcome {
+        Ok(report) => {
+            report.print(args.mode.common().json);
+            if report.errors > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(message) => {
+            eprintln!("tether bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
