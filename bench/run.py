@@ -388,8 +388,27 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
         if d and e:
             lines.append(f"- Fan-out deliveries/s against tether's pipelined echo rate: "
                          f"{d:,.0f} / {e:,.0f} = {d / e:.2f}")
+    lines += ["", "## What was tried (see git log and docs/perf/)", "", *TRIED]
     lines += ["", "## Raw results", "", "Every run's JSON is in `target/bench/results.json`.", ""]
     return "\n".join(lines)
+
+
+# Kept by hand: the optimizations made so far and what the profile says is left.
+TRIED = [
+    "- Replies to one read leave in one vectored write (the driver writes only when it next "
+    "waits for input; the echo server `feed`s): already so before issue #7's work.",
+    "- Masking 16 bytes per step, a 4 KiB first outbound buffer (no reallocation per reply): "
+    "callgrind ~1,054 -> ~898 instructions per echoed 16 B message (docs/perf/).",
+    "- Idle memory: the deflate state and the echo server's handshake future boxed: "
+    "2,445 -> 1,422 bytes per connection over 10,000 (bench/pyload.py --idle). What is left "
+    "is mostly tokio's per-task and per-socket state (128-byte aligned) and the engine's "
+    "`Connection` (600 bytes by size_of before the deflate state was boxed) with its `Config` inline.",
+    "- Not yet tried: 64 KiB echo reads into the shared 64 KiB buffer and then copies into "
+    "the connection's input and, for a frame split over reads, into the message's `Vec` "
+    "(two copies); reading large payloads straight into the message buffer is the next step. "
+    "Pipelined echo: the remaining cost is per message in `poll_event` and framing "
+    "(`send_data`); batching the parse of all frames of one read is the next step.",
+]
 
 
 def build(skip: bool) -> None:
