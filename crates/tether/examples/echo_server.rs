@@ -38,9 +38,10 @@ fn main() -> std::io::Result<()> {
             let (tcp, _) = listener.accept().await?;
             let _ = tcp.set_nodelay(true);
             tokio::spawn(async move {
-                let Ok(mut ws) =
-                    tether::accept_with(tcp, config(), |_| Ok(Default::default())).await
-                else {
+                // Boxed: the handshake's state is freed once it is done, so the task of an
+                // idle connection holds only the WebSocket.
+                let handshake = tether::accept_with(tcp, config(), |_| Ok(Default::default()));
+                let Ok(mut ws) = Box::pin(handshake).await else {
                     return;
                 };
                 while let Some(Ok(msg)) = ws.next().await {

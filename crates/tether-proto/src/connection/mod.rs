@@ -61,7 +61,8 @@ pub struct Connection {
     role: Role,
     config: Config,
     state: State,
-    deflate: Option<PerMessageDeflate>,
+    /// Boxed: most connections do not compress, and an idle one should stay small.
+    deflate: Option<Box<PerMessageDeflate>>,
     /// What the handshake negotiated for permessage-deflate.
     deflate_params: Option<DeflateParams>,
     mask_keys: Option<MaskKeys>,
@@ -120,7 +121,7 @@ impl Connection {
         let level = config.deflate.as_ref().map_or(1, |d| d.compression_level);
         Connection {
             role,
-            deflate: deflate.map(|params| PerMessageDeflate::new(role, params, level)),
+            deflate: deflate.map(|params| Box::new(PerMessageDeflate::new(role, params, level))),
             deflate_params: deflate,
             config,
             state: State::Open,

@@ -13,6 +13,10 @@ use crate::role::Role;
 /// Unmasked payloads at least this long are queued by reference instead of copied.
 const SHARE_THRESHOLD: usize = 2048;
 
+/// First capacity of an empty outbound buffer: the replies to one read of small messages fit
+/// without a reallocation.
+const MIN_TAIL: usize = 4096;
+
 /// How to send one message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -259,7 +263,15 @@ impl Connection {
         let mut head = [0; MAX_HEADER_LEN];
         let n = header.encode(&mut head);
         let tail = self.outbound.tail();
-        tail.reserve(n + payload.len());
+        // A fresh buffer starts with room for a batch of small frames (the replies to one
+        // read), so it does not grow by reallocation frame after frame. It is released
+        // once written (`Outbound::advance`).
+        let want = n + payload.len();
+        tail.reserve(if tail.capacity() == 0 {
+            want.max(MIN_TAIL)
+        } else {
+            want
+        });
         tail.extend_from_slice(&head[..n]);
         let start = tail.len();
         tail.extend_from_slice(payload);
