@@ -13,6 +13,7 @@ use bytes::BytesMut;
 
 use crate::config::Config;
 use crate::deflate::{DeflateParams, PerMessageDeflate};
+use crate::frame::FrameHeader;
 use crate::outbound::Outbound;
 use crate::role::Role;
 
@@ -173,10 +174,25 @@ impl Connection {
 
     /// Feeds bytes read from the transport. Parsing happens in [`poll_event`](Self::poll_event),
     /// so call it until it returns `None` before feeding more: buffered input is then bounded
-    /// by one read. Bytes after the connection closed are ignored (RFC 6455 §5.5.1).
+    /// by one read, or by one frame (`max_frame_size`) while a single-frame binary message is
+    /// arriving. Bytes after the connection closed are ignored (RFC 6455 §5.5.1).
     pub fn receive(&mut self, data: &[u8]) {
         if self.state == State::Closed || self.failed || data.is_empty() {
             return;
+        }
+        if self.input.is_empty() {
+            // Size the fresh buffer for the data frame that starts here, up to twice what
+            // arrived: a frame split over a few reads then lands in one allocation, with no
+            // copy when it grows. A declared length alone reserves no more than that.
+            let frame = match FrameHeader::parse(data) {
+                Ok(Some((h, header_len))) if !h.opcode.is_control() => {
+                    usize::try_from(h.payload_len)
+                        .map_or(usize::MAX, |l| l.saturating_add(header_len))
+                }
+                _ => 0,
+            };
+            self.input
+                .reserve(frame.min(data.len().saturating_mul(2)).max(data.len()));
         }
         self.input.extend_from_slice(data);
     }

@@ -153,11 +153,18 @@ impl Connection {
             }
 
             self.data_exchanged = true;
-            if self.message.is_none()
-                && header.fin
-                && !header.rsv1
-                && self.input.len() >= header_len + len
+            let whole_message = self.message.is_none() && header.fin && !header.rsv1;
+            if whole_message
+                && header.opcode == OpCode::Binary
+                && self.input.len() < header_len + len
             {
+                // A whole uncompressed binary message in one frame, not all here yet: wait
+                // for the rest in the read buffer (bounded by `max_frame_size`, checked
+                // above), so that it leaves by the copy-free path below. Text goes on
+                // frame by frame instead, so that bad UTF-8 fails at once (RFC 6455 §8.1).
+                return Ok(None);
+            }
+            if whole_message && self.input.len() >= header_len + len {
                 // Fast path: a whole uncompressed message in one frame, all of it buffered.
                 // Unmask in place and hand out a view of the read buffer: no copy.
                 self.input.advance(header_len);
@@ -254,6 +261,11 @@ impl Connection {
     /// UTF-8 as they come so bad input fails at once.
     fn append_payload(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
         let limit = self.config.max_message_size;
+        // What is still to come of the current frame (already counted down for `chunk`).
+        let frame_rest = self
+            .frame
+            .as_ref()
+            .map_or(0, |f| usize::try_from(f.remaining).unwrap_or(usize::MAX));
         let msg = self
             .message
             .as_mut()
@@ -267,6 +279,14 @@ impl Connection {
                 .decompress(chunk, &mut msg.data, limit)
                 .map_err(inflate_error)?;
         } else {
+            if frame_rest > 0 && msg.data.capacity() - msg.data.len() < chunk.len() {
+                // Grow towards the frame's end, by at most what has arrived: a frame split
+                // over reads then lands in one allocation of its size, where doubling would
+                // copy it and reserve twice that. The frame's declared length alone reserves
+                // nothing, so memory follows the bytes the peer really sent.
+                let extra = frame_rest.min(msg.data.len() + chunk.len());
+                msg.data.reserve_exact(chunk.len() + extra);
+            }
             msg.data.extend_from_slice(chunk);
         }
         validate_new_text(msg)

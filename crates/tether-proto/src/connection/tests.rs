@@ -696,3 +696,42 @@ fn deferred_failure_close_is_off_by_default() {
     assert!(!Config::default().deferred_failure_close);
     assert_server_fails(&masked(0x83, b""), ProtocolError::ReservedOpcode(3), 1002);
 }
+
+#[test]
+fn a_binary_frame_split_over_reads_waits_whole_in_the_read_buffer() {
+    let payload: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
+    let mut sender = client();
+    sender.send(Message::binary(payload.clone())).unwrap();
+    let wire = take_output(&mut sender);
+    let mut srv = server();
+    // The first read sizes the buffer for the frame (within twice what arrived), so the
+    // later pieces land in it without growing it.
+    assert!(feed(&mut srv, &wire[..40_000]).is_empty());
+    assert!(
+        srv.input.capacity() >= wire.len(),
+        "{}",
+        srv.input.capacity()
+    );
+    let capacity = srv.input.capacity();
+    assert!(feed(&mut srv, &wire[40_000..65_000]).is_empty());
+    assert_eq!(srv.input.capacity(), capacity);
+    let got = feed(&mut srv, &wire[65_000..]);
+    assert_eq!(got, vec![Ok(Message::binary(payload))]);
+    assert!(srv.input.is_empty());
+}
+
+#[test]
+fn a_declared_frame_length_alone_reserves_at_most_twice_what_arrived() {
+    let mut srv = server();
+    // A masked binary frame header declaring 16 MiB, then 10 bytes of it.
+    let mut head = vec![0x82, 0xff];
+    head.extend_from_slice(&(16u64 << 20).to_be_bytes());
+    head.extend_from_slice(&KEY);
+    head.extend_from_slice(&[0; 10]);
+    assert!(feed(&mut srv, &head).is_empty());
+    assert!(
+        srv.input.capacity() <= 2 * head.len(),
+        "{}",
+        srv.input.capacity()
+    );
+}
