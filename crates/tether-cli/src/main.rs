@@ -164,6 +164,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         };
         let hangup = hangup::Hangup::catch();
+        // Caught before saying it listens, like SIGHUP: a signal sent right after the
+        // "listening" line must stop it gracefully, not meet the default action.
+        let stop = StopSignals::catch();
         for (scheme, ws, addr) in [
             ("http", "ws", gateway.local_addr()),
             ("https", "wss", gateway.tls_local_addr()),
@@ -182,7 +185,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         let reload_args = args.clone();
         let reloading =
             tokio::spawn(hangup.reload_on_each(gateway.reloader(), move || load(&reload_args)));
-        gateway.run(shutdown_signal()).await;
+        gateway.run(stop.wait()).await;
         reloading.abort();
         eprintln!("tether: stopped");
         ExitCode::SUCCESS
@@ -208,28 +211,57 @@ fn load(args: &ServeArgs) -> Result<GatewayConfig, String> {
     Ok(config)
 }
 
-/// Completes on Ctrl-C (SIGINT) or SIGTERM.
-async fn shutdown_signal() {
+/// SIGINT (Ctrl-C) and SIGTERM, caught from [`StopSignals::catch`] on.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Starts catching both signals; must run inside the runtime.
+    fn catch() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let catch = |kind: SignalKind, name: &str| {
+                signal(kind)
+                    .map_err(|e| eprintln!("tether: cannot catch {name}: {e}"))
+                    .ok()
+            };
+            StopSignals {
+                interrupt: catch(SignalKind::interrupt(), "SIGINT"),
+                terminate: catch(SignalKind::terminate(), "SIGTERM"),
             }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Completes on the first of them.
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = next(self.interrupt) => {}
+                _ = next(self.terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        eprintln!("tether: shutting down");
     }
-    eprintln!("tether: shutting down");
 }
 
 #[cfg(test)]
