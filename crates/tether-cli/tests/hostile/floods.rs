@@ -209,16 +209,31 @@ async fn connect_from(source: u8, addr: SocketAddr) -> TcpStream {
 pub async fn pending_per_ip(server: &Server) -> Outcome {
     const SOURCE: u8 = 200;
     let addr = server.addr;
+    let started = Instant::now();
+    // All at once, so that none nears `handshake_timeout` while the others still connect.
+    let connecting: Vec<_> = (0..PENDING_PER_IP)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut tcp = connect_from(SOURCE, addr).await;
+                tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                    .await
+                    .unwrap();
+                tcp
+            })
+        })
+        .collect();
     let mut held = Vec::with_capacity(PENDING_PER_IP);
-    for _ in 0..PENDING_PER_IP {
-        let mut tcp = connect_from(SOURCE, addr).await;
-        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            .await
-            .unwrap();
-        held.push(tcp);
+    for task in connecting {
+        held.push(task.await.unwrap());
     }
-    // Well before the server drops them at `handshake_timeout`.
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT / 2;
+    // Well before the server drops the first of them at `handshake_timeout`.
+    let deadline = started + HANDSHAKE_TIMEOUT * 3 / 4;
+    // A connection takes its slot as the server starts serving it, which it counts in
+    // `tether_http_connections_open` in the same step: wait until all of them are counted
+    // (with the connection that asks).
+    while http_connections_open(addr).await <= PENDING_PER_IP && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     // An accepted socket takes its slot when its task first runs: until all have, one more
     // may still be served. The answer that counts is the first 503, and how fast it came.
@@ -260,4 +275,20 @@ pub async fn pending_per_ip(server: &Server) -> Outcome {
             refused_in.as_secs_f64() * 1e3
         ),
     )
+}
+
+/// The server's `tether_http_connections_open` gauge (asked from an address of its own).
+async fn http_connections_open(addr: SocketAddr) -> usize {
+    let mut tcp = connect_from(250, addr).await;
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let Some((reply, _)) = crate::wire::read_reply(&mut tcp).await else {
+        return 0;
+    };
+    String::from_utf8_lossy(&reply.body)
+        .lines()
+        .find_map(|l| l.strip_prefix("tether_http_connections_open "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
