@@ -64,12 +64,17 @@ pub async fn run(args: &EchoArgs) -> Result<Report, String> {
     while tasks.join_next().await.is_some() {}
     progress.finish();
 
+    Ok(report(args, &totals, &cpu, false))
+}
+
+/// The report of an echo run, raw (`deflate` false) or on the tether client.
+pub fn report(args: &EchoArgs, totals: &Totals, cpu: &CpuMeter, deflate: bool) -> Report {
     let mut report = Report::new(
         "echo",
-        &target.url,
-        &totals,
+        &args.common.url.url,
+        totals,
         args.duration,
-        &cpu,
+        cpu,
         args.common.threads,
     );
     report.parameters = vec![
@@ -77,9 +82,9 @@ pub async fn run(args: &EchoArgs) -> Result<Report, String> {
         ("size", json!(args.size)),
         ("in_flight", json!(args.window())),
         ("text", json!(args.text)),
-        ("deflate", json!(false)),
+        ("deflate", json!(deflate)),
     ];
-    Ok(report)
+    report
 }
 
 /// The payload of connection `index`: ASCII for text, all byte values for binary, and

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
 use tether::{ClientBuilder, Config, DeflateConfig, Message};
 use tether_proto::frame::OpCode;
 use tokio::task::JoinSet;
@@ -120,20 +119,5 @@ pub async fn run(args: &EchoArgs) -> Result<Report, String> {
     while tasks.join_next().await.is_some() {}
     progress.finish();
 
-    let mut report = Report::new(
-        "echo",
-        &target.url,
-        &totals,
-        args.duration,
-        &cpu,
-        args.common.threads,
-    );
-    report.parameters = vec![
-        ("connections", json!(args.connections)),
-        ("size", json!(args.size)),
-        ("in_flight", json!(args.window())),
-        ("text", json!(args.text)),
-        ("deflate", json!(true)),
-    ];
-    Ok(report)
+    Ok(super::echo::report(args, &totals, &cpu, true))
 }
