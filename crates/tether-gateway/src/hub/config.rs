@@ -49,6 +49,33 @@ pub struct HubConfig {
     /// Default 2 s; between 10 ms and 60 s.
     #[serde(deserialize_with = "crate::config::units::duration")]
     pub redis_max_backoff: Duration,
+    /// What a publish gets while Redis is unreachable. Default `refuse`: at once HTTP 503 or
+    /// the WebSocket `unavailable` error. `buffer`: the node holds it, unacknowledged, until
+    /// Redis is back (then appends it and acknowledges it, in arrival order) or until
+    /// `redis_buffer_wait` passes (then refuses it). Either way a publish is acknowledged only
+    /// once it is in Redis.
+    pub redis_outage: OutagePolicy,
+    /// With `redis_outage = "buffer"`: the most publish payload bytes a node holds at once
+    /// while Redis is unreachable; a publish that would go over is refused. Default 4 MiB;
+    /// at most 1 GiB. A number of bytes or a string with a unit (`"4 MiB"`).
+    #[serde(deserialize_with = "crate::config::units::size")]
+    pub redis_buffer_bytes: usize,
+    /// With `redis_outage = "buffer"`: how long a held publish waits for Redis before it is
+    /// refused. Default 5 s; between 10 ms and 10 min.
+    #[serde(deserialize_with = "crate::config::units::duration")]
+    pub redis_buffer_wait: Duration,
+}
+
+/// What a publish gets while the Redis backplane is unreachable (`hub.redis_outage`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OutagePolicy {
+    /// Refused at once (HTTP 503, WebSocket `unavailable`).
+    #[default]
+    Refuse,
+    /// Held, unacknowledged, within `redis_buffer_bytes` and `redis_buffer_wait`, and
+    /// appended in arrival order once Redis is back.
+    Buffer,
 }
 
 /// Which backplane the hub uses.
@@ -74,6 +101,9 @@ impl Default for HubConfig {
             redis_timeout: Duration::from_secs(2),
             redis_ping_interval: Duration::from_secs(1),
             redis_max_backoff: Duration::from_secs(2),
+            redis_outage: OutagePolicy::Refuse,
+            redis_buffer_bytes: 4 << 20,
+            redis_buffer_wait: Duration::from_secs(5),
         }
     }
 }
@@ -153,6 +183,18 @@ impl HubConfig {
                 ));
             }
         }
+        if !(MIN_REDIS_DURATION..=MAX_BUFFER_WAIT).contains(&self.redis_buffer_wait) {
+            return Err(format!(
+                "hub.redis_buffer_wait: must be between {MIN_REDIS_DURATION:?} and {MAX_BUFFER_WAIT:?}, not {:?}",
+                self.redis_buffer_wait
+            ));
+        }
+        if self.redis_buffer_bytes > MAX_BUFFER_BYTES {
+            return Err(format!(
+                "hub.redis_buffer_bytes: at most {MAX_BUFFER_BYTES} (1 GiB), not {}",
+                self.redis_buffer_bytes
+            ));
+        }
         match (&self.backplane, &self.redis_url) {
             (BackplaneKind::Redis, None) => {
                 Err("hub.redis_url: required when hub.backplane = \"redis\"".into())
@@ -168,6 +210,10 @@ impl HubConfig {
 /// The bounds of the Redis timeouts.
 const MIN_REDIS_DURATION: Duration = Duration::from_millis(10);
 const MAX_REDIS_DURATION: Duration = Duration::from_secs(60);
+/// The longest `redis_buffer_wait`.
+const MAX_BUFFER_WAIT: Duration = Duration::from_secs(600);
+/// The largest `redis_buffer_bytes`.
+const MAX_BUFFER_BYTES: usize = 1 << 30;
 
 fn check_age(key: &str, secs: u64) -> Result<(), String> {
     if secs > MAX_HISTORY_AGE_SECS {
@@ -303,6 +349,26 @@ mod tests {
         let err = parse("redis_max_backoff = \"2m\"").unwrap().unwrap_err();
         assert!(err.starts_with("hub.redis_max_backoff: "), "{err}");
         assert!(parse("backplane = \"kafka\"").is_err());
+        assert_eq!(config.redis_outage, OutagePolicy::Refuse);
+        assert_eq!(config.redis_buffer_bytes, 4 << 20);
+        assert_eq!(config.redis_buffer_wait, Duration::from_secs(5));
+        let buffered: HubConfig = toml::from_str(
+            "redis_outage = \"buffer\"\nredis_buffer_bytes = \"1 MiB\"\nredis_buffer_wait = \"2s\"",
+        )
+        .unwrap();
+        assert_eq!(buffered.redis_outage, OutagePolicy::Buffer);
+        assert_eq!(buffered.redis_buffer_bytes, 1 << 20);
+        assert_eq!(buffered.validate(), Ok(()));
+        assert!(parse("redis_outage = \"drop\"").is_err());
+        let err = parse("redis_buffer_wait = \"1h\"").unwrap().unwrap_err();
+        assert!(
+            err.starts_with("hub.redis_buffer_wait: must be between"),
+            "{err}"
+        );
+        let err = parse("redis_buffer_bytes = \"2 GiB\"")
+            .unwrap()
+            .unwrap_err();
+        assert!(err.starts_with("hub.redis_buffer_bytes: at most"), "{err}");
     }
 
     #[test]

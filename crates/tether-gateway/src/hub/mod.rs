@@ -46,7 +46,9 @@ pub use backplane::{
     Backplane, BackplaneError, BoxFuture, Health, Publication, RecordSink, Replay, ReplayFrom,
     TopicState,
 };
-pub use config::{BackplaneKind, HubConfig, SlowConsumerPolicy, TopicPolicy, TopicSettings};
+pub use config::{
+    BackplaneKind, HubConfig, OutagePolicy, SlowConsumerPolicy, TopicPolicy, TopicSettings,
+};
 pub use memory::InMemoryBackplane;
 pub use pattern::{MAX_TOPIC_LEN, Pattern, Permissions, validate_topic};
 pub use record::{Epoch, Position, Record};

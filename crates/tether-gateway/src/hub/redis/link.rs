@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Mutex<LinkStats>,
     /// A command failed: the link checks Redis now rather than at the next ping.
     trouble: Notify,
+    /// The link came up: held publishes may go.
+    link_up: Notify,
 }
 
 impl Shared {
@@ -90,6 +92,7 @@ impl Shared {
                 ..LinkStats::default()
             }),
             trouble: Notify::new(),
+            link_up: Notify::new(),
         }
     }
 
@@ -107,6 +110,20 @@ impl Shared {
             Health::Ok => "not connected".into(),
         };
         Err(BackplaneError(format!("redis is unavailable ({reason})")))
+    }
+
+    /// The command connection, once the link is up (at once if it is).
+    pub(crate) async fn connected(&self) -> MultiplexedConnection {
+        loop {
+            let notified = self.link_up.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a link coming up in between still wakes us.
+            notified.as_mut().enable();
+            if let Some(conn) = lock(&self.conn).clone() {
+                return conn;
+            }
+            notified.await;
+        }
     }
 
     /// A command failed with `error`: count it, wake the link, and say why.
@@ -133,10 +150,13 @@ impl Shared {
         *slot = Some(conn);
         drop(slot);
         *lock(&self.health) = Health::Ok;
-        let mut stats = lock(&self.stats);
-        if let Some(since) = stats.degraded_since.take() {
-            stats.degraded_total += since.elapsed();
+        {
+            let mut stats = lock(&self.stats);
+            if let Some(since) = stats.degraded_since.take() {
+                stats.degraded_total += since.elapsed();
+            }
         }
+        self.link_up.notify_waiters();
     }
 
     fn set_down(&self, reason: String) {

@@ -14,12 +14,14 @@
 //! records with the same epoch and offsets, and a client resumes on any node. Each node holds
 //! one pub/sub subscription (not one per client), and fills from the stream whatever the
 //! subscription missed. While Redis is unreachable, publishes are refused (HTTP 503, the
-//! WebSocket `unavailable` error) and never acknowledged without being in the stream; local
-//! connections go on; `/healthz` says `degraded`.
+//! WebSocket `unavailable` error), or with `hub.redis_outage = "buffer"` held unacknowledged
+//! until Redis is back (see [`buffer`](self::buffer)); a publish is never acknowledged
+//! without being in the stream. Local connections go on; `/healthz` says `degraded`.
 //!
 //! Standalone Redis (`redis://` and `rediss://` URLs, `redis+unix://`). Cluster is not
 //! supported: the publish script also touches the `tether:topics` set, in another slot.
 
+mod buffer;
 mod link;
 mod scripts;
 mod wire;
@@ -28,13 +30,14 @@ use std::sync::Arc;
 
 use ::redis::Client;
 
+use self::buffer::PublishBuffer;
 use self::link::{LinkSettings, Shared};
 use self::wire::{TOPICS_KEY, TopicKeys};
 use super::backplane::{
     Backplane, BackplaneError, BoxFuture, Health, Publication, RecordSink, Replay, ReplayFrom,
     TopicState,
 };
-use super::config::{BackplaneKind, HubConfig};
+use super::config::{BackplaneKind, HubConfig, OutagePolicy};
 use super::pattern::Pattern;
 use super::record::{Epoch, Position};
 use super::topic::HistoryPolicy;
@@ -44,6 +47,8 @@ use super::{Hub, lock};
 pub struct RedisBackplane {
     shared: Arc<Shared>,
     topics: std::sync::Mutex<std::collections::HashMap<Arc<str>, TopicState>>,
+    /// With `hub.redis_outage = "buffer"`: publishes held while Redis is unreachable.
+    buffer: Option<PublishBuffer>,
     link: tokio::task::JoinHandle<()>,
 }
 
@@ -74,9 +79,12 @@ impl RedisBackplane {
         };
         let shared = Arc::new(Shared::new(client, settings));
         let link = tokio::spawn(link::run(shared.clone()));
+        let buffer = (config.redis_outage == OutagePolicy::Buffer)
+            .then(|| PublishBuffer::new(config.redis_buffer_bytes, config.redis_buffer_wait));
         Ok(RedisBackplane {
             shared,
             topics: Default::default(),
+            buffer,
             link,
         })
     }
@@ -134,7 +142,19 @@ impl Backplane for RedisBackplane {
                 lock(&self.shared.stats).refused_publishes += 1;
                 e
             };
-            let mut conn = self.shared.connection().map_err(refused)?;
+            // While publishes are held, a new one queues behind them (see `buffer`).
+            let (mut conn, _held) = match (&self.buffer, self.shared.connection()) {
+                (Some(buffer), Ok(conn)) if !buffer.busy() => (conn, None),
+                (None, Ok(conn)) => (conn, None),
+                (None, Err(e)) => return Err(refused(e)),
+                (Some(buffer), _) => {
+                    let size = publication.data.len()
+                        + publication.topic.len()
+                        + publication.key.as_ref().map_or(0, |k| k.len());
+                    let (held, conn) = buffer.hold(size, &self.shared).await.map_err(refused)?;
+                    (conn, Some(held))
+                }
+            };
             let keys = TopicKeys::new(&publication.topic);
             let history = publication.history;
             let reply = scripts::PUBLISH_SCRIPT
@@ -279,7 +299,32 @@ impl Backplane for RedisBackplane {
                 format!("{:.3}", degraded.as_secs_f64()),
             ),
         ];
-        for (name, kind, help, value) in lines {
+        drop(stats);
+        let mut held = Vec::new();
+        if let Some(buffer) = &self.buffer {
+            use std::sync::atomic::Ordering::Relaxed;
+            held = vec![
+                (
+                    "tether_backplane_held_publishes_total",
+                    "counter",
+                    "Publishes held while Redis was unreachable (hub.redis_outage = buffer).",
+                    buffer.held_total.load(Relaxed).to_string(),
+                ),
+                (
+                    "tether_backplane_held_refused_total",
+                    "counter",
+                    "Held publishes refused: the buffer was full or Redis did not come back in time.",
+                    buffer.refused_total.load(Relaxed).to_string(),
+                ),
+                (
+                    "tether_backplane_held_bytes",
+                    "gauge",
+                    "Bytes of the publishes held now.",
+                    buffer.held_bytes().to_string(),
+                ),
+            ];
+        }
+        for (name, kind, help, value) in lines.into_iter().chain(held) {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
             ));
