@@ -327,6 +327,14 @@ impl Drop for Gauge {
     }
 }
 
+/// A Prometheus label value: `\`, `"` and newlines escaped.
+pub(crate) fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -148,7 +148,9 @@ async fn an_upstream_refusing_the_upgrade_gives_502_and_sees_forwarded_fields_on
     );
     let metrics = get(gw.addr, "/metrics").await.body;
     assert!(
-        metrics.contains("tether_proxy_upstream_failures_total{reason=\"not_websocket\"} 1\n"),
+        metrics.contains(
+            "tether_proxy_upstream_failures_total{route=\"/app\",reason=\"not_websocket\"} 1\n"
+        ),
         "{metrics}"
     );
     gw.stop().await;
@@ -167,7 +169,9 @@ async fn an_unreachable_upstream_gives_502() {
     assert_eq!(plain.status, 502, "{plain:?}");
     let metrics = get(gw.addr, "/metrics").await.body;
     assert!(
-        metrics.contains("tether_proxy_upstream_failures_total{reason=\"unreachable\"} 2\n"),
+        metrics.contains(
+            "tether_proxy_upstream_failures_total{route=\"/app\",reason=\"unreachable\"} 2\n"
+        ),
         "{metrics}"
     );
     gw.stop().await;
@@ -193,7 +197,9 @@ async fn a_silent_upstream_gives_504_after_the_timeout() {
     assert_eq!(plain.status, 504, "{plain:?}");
     let metrics = get(gw.addr, "/metrics").await.body;
     assert!(
-        metrics.contains("tether_proxy_upstream_failures_total{reason=\"timeout\"} 2\n"),
+        metrics.contains(
+            "tether_proxy_upstream_failures_total{route=\"/app\",reason=\"timeout\"} 2\n"
+        ),
         "{metrics}"
     );
     gw.stop().await;

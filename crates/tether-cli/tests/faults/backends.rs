@@ -169,10 +169,10 @@ async fn backends_killed_mid_stream_get_their_close_codes_and_nobody_else_notice
         .metric("tether_bridge_backend_errors_total{route=\"/backend\"}")
         .await;
     let lost = gateway
-        .metric("tether_proxy_upstream_failures_total{reason=\"lost\"}")
+        .metric("tether_proxy_upstream_failures_total{route=\"/app\",reason=\"lost\"}")
         .await;
     let unreachable = gateway
-        .metric("tether_proxy_upstream_failures_total{reason=\"unreachable\"}")
+        .metric("tether_proxy_upstream_failures_total{route=\"/app\",reason=\"unreachable\"}")
         .await;
     let max = *latencies.last().unwrap();
     let median = latencies[latencies.len() / 2];

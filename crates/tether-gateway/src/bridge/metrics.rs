@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::metrics::label_value as label;
+
 /// Upper bounds (seconds) of the session duration histogram's buckets.
 const DURATION_BUCKETS: [f64; 10] = [0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0];
 
@@ -107,14 +109,6 @@ impl Drop for SessionGuard {
         self.metrics.open.fetch_sub(1, Relaxed);
         self.metrics.record_duration(self.started.elapsed());
     }
-}
-
-/// A Prometheus label value: `\`, `"` and newlines escaped.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Appends the families of every bridge route in the Prometheus text format (none without

@@ -250,7 +250,7 @@ fn now_ms() -> u64 {
 }
 
 /// Locks, ignoring poisoning: every critical section leaves the data consistent.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

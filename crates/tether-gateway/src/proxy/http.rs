@@ -40,7 +40,8 @@ where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    state.metrics.proxy.http_request();
+    let counters = state.metrics.proxy.route(&route.path);
+    counters.http_request();
     let scheme = req
         .extensions()
         .get::<ClientScheme>()
@@ -107,11 +108,11 @@ where
         }
         Ok(Err((why, message))) => {
             tracing::debug!(%peer, path = %route.path, "proxied request failed: {message}");
-            state.metrics.proxy.failed(why);
+            counters.failed(why);
             failure(StatusCode::BAD_GATEWAY, message)
         }
         Err(_) => {
-            state.metrics.proxy.failed(UpstreamFailure::Timeout);
+            counters.failed(UpstreamFailure::Timeout);
             failure(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!("the upstream did not answer within {:?}", upstream.timeout),

@@ -23,6 +23,7 @@ mod upstream;
 mod websocket;
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub(crate) use headers::ClientScheme;
@@ -67,14 +68,22 @@ impl UpstreamFailure {
     }
 }
 
-/// The counters of the proxy routes.
+/// The counters of the proxy routes, each family labelled with the route's path, so an
+/// operator sees which upstream fails. A route's counters outlive a reload that removes it
+/// (counters never go back), and are shared by a route of the same path after it.
 #[derive(Default)]
 pub(crate) struct ProxyMetrics {
+    routes: std::sync::Mutex<Vec<Arc<RouteCounters>>>,
+}
+
+/// The counters of one proxy route.
+pub(crate) struct RouteCounters {
+    path: String,
     failures: [AtomicU64; UpstreamFailure::ALL.len()],
     http_requests: AtomicU64,
 }
 
-impl ProxyMetrics {
+impl RouteCounters {
     /// Counts a failed attempt to reach the upstream.
     pub(crate) fn failed(&self, why: UpstreamFailure) {
         if let Some(i) = UpstreamFailure::ALL.iter().position(|f| *f == why) {
@@ -86,30 +95,91 @@ impl ProxyMetrics {
     pub(crate) fn http_request(&self) {
         self.http_requests.fetch_add(1, Relaxed);
     }
+}
 
-    /// Appends the counters in the Prometheus text format.
+impl ProxyMetrics {
+    /// The counters of the proxy route at `path` (created at its first use; routes are few,
+    /// bounded by the config).
+    pub(crate) fn route(&self, path: &str) -> Arc<RouteCounters> {
+        let mut routes = crate::hub::lock(&self.routes);
+        if let Some(counters) = routes.iter().find(|c| c.path == path) {
+            return counters.clone();
+        }
+        let counters = Arc::new(RouteCounters {
+            path: path.to_string(),
+            failures: Default::default(),
+            http_requests: AtomicU64::new(0),
+        });
+        routes.push(counters.clone());
+        counters
+    }
+
+    /// Appends the counters in the Prometheus text format (nothing before a proxy route was
+    /// used).
     pub(crate) fn render(&self, out: &mut String) {
+        let routes = crate::hub::lock(&self.routes).clone();
+        if routes.is_empty() {
+            return;
+        }
         let _ = writeln!(
             out,
             "# HELP tether_proxy_upstream_failures_total Proxied handshakes and requests that got \
              no usable answer from the upstream, and relayed WebSockets whose upstream was \
-             lost mid-stream (lost), by reason.\n\
+             lost mid-stream (lost), by route and reason.\n\
              # TYPE tether_proxy_upstream_failures_total counter"
         );
-        for (why, count) in UpstreamFailure::ALL.iter().zip(&self.failures) {
-            let _ = writeln!(
-                out,
-                "tether_proxy_upstream_failures_total{{reason=\"{}\"}} {}",
-                why.label(),
-                count.load(Relaxed)
-            );
+        for route in &routes {
+            for (why, count) in UpstreamFailure::ALL.iter().zip(&route.failures) {
+                let _ = writeln!(
+                    out,
+                    "tether_proxy_upstream_failures_total{{route=\"{}\",reason=\"{}\"}} {}",
+                    crate::metrics::label_value(&route.path),
+                    why.label(),
+                    count.load(Relaxed)
+                );
+            }
         }
         let _ = writeln!(
             out,
-            "# HELP tether_proxy_http_requests_total Plain HTTP requests forwarded to an upstream.\n\
-             # TYPE tether_proxy_http_requests_total counter\n\
-             tether_proxy_http_requests_total {}",
-            self.http_requests.load(Relaxed)
+            "# HELP tether_proxy_http_requests_total Plain HTTP requests forwarded to an upstream, by route.\n\
+             # TYPE tether_proxy_http_requests_total counter"
         );
+        for route in &routes {
+            let _ = writeln!(
+                out,
+                "tether_proxy_http_requests_total{{route=\"{}\"}} {}",
+                crate::metrics::label_value(&route.path),
+                route.http_requests.load(Relaxed)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_per_route_and_rendered_with_its_path() {
+        let metrics = ProxyMetrics::default();
+        let mut out = String::new();
+        metrics.render(&mut out);
+        assert_eq!(out, "", "no family before a proxy route is used");
+        metrics.route("/app").failed(UpstreamFailure::Lost);
+        metrics.route("/app").failed(UpstreamFailure::Lost);
+        metrics.route("/other\"x").failed(UpstreamFailure::Timeout);
+        metrics.route("/other\"x").http_request();
+        metrics.render(&mut out);
+        for line in [
+            "tether_proxy_upstream_failures_total{route=\"/app\",reason=\"lost\"} 2\n",
+            "tether_proxy_upstream_failures_total{route=\"/app\",reason=\"timeout\"} 0\n",
+            "tether_proxy_upstream_failures_total{route=\"/other\\\"x\",reason=\"timeout\"} 1\n",
+            "tether_proxy_upstream_failures_total{route=\"/other\\\"x\",reason=\"lost\"} 0\n",
+            "tether_proxy_http_requests_total{route=\"/app\"} 0\n",
+            "tether_proxy_http_requests_total{route=\"/other\\\"x\"} 1\n",
+        ] {
+            assert!(out.contains(line), "{line} in {out}");
+        }
+        assert_eq!(out.matches("# TYPE").count(), 2, "{out}");
     }
 }

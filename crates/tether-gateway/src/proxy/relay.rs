@@ -38,8 +38,9 @@ use tokio::sync::Notify;
 use tokio::sync::watch;
 
 use crate::config::RouteKind;
+use crate::hub::lock;
 use crate::metrics::Metrics;
-use crate::proxy::UpstreamFailure;
+use crate::proxy::{RouteCounters, UpstreamFailure};
 use crate::shutdown::signalled;
 
 /// Which way a pump moves messages.
@@ -49,12 +50,14 @@ enum Direction {
     UpstreamToClient,
 }
 
-/// Relays until both legs are closed. On shutdown both legs get close 1001.
+/// Relays until both legs are closed. On shutdown both legs get close 1001. An upstream
+/// lost mid-stream counts in `route`'s counters.
 pub(crate) async fn relay<C, U>(
     mut client: WebSocket<C>,
     mut upstream: WebSocket<U>,
     shutdown: watch::Receiver<bool>,
     metrics: &Metrics,
+    route: &RouteCounters,
 ) where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -75,6 +78,7 @@ pub(crate) async fn relay<C, U>(
             Direction::ClientToUpstream,
             shutdown.clone(),
             metrics,
+            route,
             &failure,
         ),
         pump(
@@ -83,6 +87,7 @@ pub(crate) async fn relay<C, U>(
             Direction::UpstreamToClient,
             shutdown,
             metrics,
+            route,
             &failure,
         ),
     );
@@ -131,6 +136,7 @@ async fn pump<R, W>(
     direction: Direction,
     mut shutdown: watch::Receiver<bool>,
     metrics: &Metrics,
+    route: &RouteCounters,
     failure: &ClientFailure,
 ) where
     R: AsyncRead + AsyncWrite + Unpin,
@@ -192,7 +198,7 @@ async fn pump<R, W>(
                 }
                 Some(Err(e)) => {
                     if direction == Direction::UpstreamToClient && !closed {
-                        metrics.proxy.failed(UpstreamFailure::Lost);
+                        route.failed(UpstreamFailure::Lost);
                     }
                     if !closed {
                         let frame = owed_to_client(failure, direction)
@@ -204,7 +210,7 @@ async fn pump<R, W>(
                 }
                 None => {
                     if direction == Direction::UpstreamToClient && !closed {
-                        metrics.proxy.failed(UpstreamFailure::Lost);
+                        route.failed(UpstreamFailure::Lost);
                     }
                     if !closed {
                         let frame = owed_to_client(failure, direction)
@@ -217,10 +223,6 @@ async fn pump<R, W>(
             },
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The close the client is owed for its own protocol error, if any, when the upstream pump

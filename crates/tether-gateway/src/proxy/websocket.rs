@@ -92,12 +92,16 @@ pub(crate) async fn upgrade<B>(
         Ok(Ok(opened)) => opened,
         Ok(Err((why, message))) => {
             tracing::debug!(%peer, path = %route.path, "upstream handshake failed: {message}");
-            state.metrics.proxy.failed(why);
+            state.metrics.proxy.route(&route.path).failed(why);
             return response::text(StatusCode::BAD_GATEWAY, message);
         }
         Err(_) => {
             tracing::debug!(%peer, path = %route.path, "upstream did not answer in time");
-            state.metrics.proxy.failed(UpstreamFailure::Timeout);
+            state
+                .metrics
+                .proxy
+                .route(&route.path)
+                .failed(UpstreamFailure::Timeout);
             return response::text(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
@@ -116,6 +120,7 @@ pub(crate) async fn upgrade<B>(
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let config = route.connection_config.clone();
+    let route_path = route.path.clone();
     let session_state = state.clone();
     state.tasks.spawn(async move {
         let state = session_state;
@@ -138,7 +143,15 @@ pub(crate) async fn upgrade<B>(
             client.set_keepalive(interval, timeout);
         }
         let _open = state.metrics.websocket(RouteKind::Proxy);
-        relay::relay(client, ws, state.tasks.shutdown_signal(), &state.metrics).await;
+        let counters = state.metrics.proxy.route(&route_path);
+        relay::relay(
+            client,
+            ws,
+            state.tasks.shutdown_signal(),
+            &state.metrics,
+            &counters,
+        )
+        .await;
     });
     client_response
 }
