@@ -35,8 +35,23 @@ pub struct HubConfig {
     /// Where topics' order, offsets and history live. Default `memory` (this node only);
     /// `redis` shares them between every node on the same Redis (`redis_url`).
     pub backplane: BackplaneKind,
-    /// The Redis of `backplane = "redis"`, e.g. `redis://127.0.0.1:6379/0`. No default.
+    /// The Redis of `backplane = "redis"`, e.g. `redis://127.0.0.1:6379/0`; `rediss://` for
+    /// TLS (the system's root certificates; `#insecure` at the end skips verification). No
+    /// default. With `redis_sentinels` it is optional and gives only the master's
+    /// credentials, database and TLS: its host and port are not used.
     pub redis_url: Option<String>,
+    /// Redis Sentinel: the sentinels to ask where the master of `redis_master` is (asked
+    /// again at every reconnect, so the nodes follow a failover), e.g.
+    /// `["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"]`. Default none (standalone).
+    pub redis_sentinels: Vec<String>,
+    /// With `redis_sentinels`: the master's name in the sentinels' configuration. Required
+    /// with them.
+    pub redis_master: Option<String>,
+    /// Replicas that must confirm a publish before it is acknowledged (Redis `WAIT`), so that a
+    /// failover to a replica cannot lose an acknowledged publish. Default 0 (no wait); with
+    /// Sentinel, 1 or more. A publish not confirmed within `redis_timeout` is refused (it
+    /// is in the master's stream and may still be delivered, like any publish that timed out).
+    pub redis_wait_replicas: u32,
     /// How long a Redis connect or command may take before it counts as failed (the publish
     /// is refused, the link reconnects). Default 2 s; between 10 ms and 60 s.
     #[serde(deserialize_with = "crate::config::units::duration")]
@@ -98,6 +113,9 @@ impl Default for HubConfig {
             topics: Vec::new(),
             backplane: BackplaneKind::Memory,
             redis_url: None,
+            redis_sentinels: Vec::new(),
+            redis_master: None,
+            redis_wait_replicas: 0,
             redis_timeout: Duration::from_secs(2),
             redis_ping_interval: Duration::from_secs(1),
             redis_max_backoff: Duration::from_secs(2),
@@ -195,25 +213,58 @@ impl HubConfig {
                 self.redis_buffer_bytes
             ));
         }
-        match (&self.backplane, &self.redis_url) {
-            (BackplaneKind::Redis, None) => {
-                Err("hub.redis_url: required when hub.backplane = \"redis\"".into())
-            }
-            (_, Some(url)) => ::redis::parse_redis_url(url).map(|_| ()).ok_or_else(|| {
-                format!("hub.redis_url: {url:?} is not a redis:// or rediss:// URL")
-            }),
-            (BackplaneKind::Memory, None) => Ok(()),
+        if self.redis_wait_replicas > MAX_WAIT_REPLICAS {
+            return Err(format!(
+                "hub.redis_wait_replicas: at most {MAX_WAIT_REPLICAS}, not {}",
+                self.redis_wait_replicas
+            ));
         }
+        for (i, url) in self.redis_sentinels.iter().enumerate() {
+            check_redis_url(&format!("hub.redis_sentinels[{i}]"), url)?;
+        }
+        match (self.redis_sentinels.is_empty(), &self.redis_master) {
+            (false, None) => {
+                return Err("hub.redis_master: required with hub.redis_sentinels".into());
+            }
+            (true, Some(_)) => {
+                return Err("hub.redis_master: only with hub.redis_sentinels".into());
+            }
+            (false, Some(name)) if name.is_empty() => {
+                return Err("hub.redis_master: must not be empty".into());
+            }
+            _ => {}
+        }
+        if let Some(url) = &self.redis_url {
+            check_redis_url("hub.redis_url", url)?;
+        }
+        if self.backplane == BackplaneKind::Redis
+            && self.redis_url.is_none()
+            && self.redis_sentinels.is_empty()
+        {
+            return Err(
+                "hub.redis_url: required when hub.backplane = \"redis\" (or hub.redis_sentinels)"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 
 /// The bounds of the Redis timeouts.
 const MIN_REDIS_DURATION: Duration = Duration::from_millis(10);
 const MAX_REDIS_DURATION: Duration = Duration::from_secs(60);
+/// The most `redis_wait_replicas`.
+const MAX_WAIT_REPLICAS: u32 = 16;
 /// The longest `redis_buffer_wait`.
 const MAX_BUFFER_WAIT: Duration = Duration::from_secs(600);
 /// The largest `redis_buffer_bytes`.
 const MAX_BUFFER_BYTES: usize = 1 << 30;
+
+fn check_redis_url(key: &str, url: &str) -> Result<(), String> {
+    ::redis::parse_redis_url(url)
+        .map(|_| ())
+        .ok_or_else(|| format!("{key}: {url:?} is not a redis:// or rediss:// URL"))
+}
 
 fn check_age(key: &str, secs: u64) -> Result<(), String> {
     if secs > MAX_HISTORY_AGE_SECS {
@@ -360,6 +411,35 @@ mod tests {
         assert_eq!(buffered.redis_buffer_bytes, 1 << 20);
         assert_eq!(buffered.validate(), Ok(()));
         assert!(parse("redis_outage = \"drop\"").is_err());
+        // Sentinel: the master's name is required with sentinels, and only with them.
+        let sentinel = "backplane = \"redis\"\nredis_sentinels = [\"redis://127.0.0.1:26379\"]\n";
+        let err = parse(sentinel).unwrap().unwrap_err();
+        assert!(err.starts_with("hub.redis_master: required"), "{err}");
+        assert_eq!(
+            parse(&format!(
+                "{sentinel}redis_master = \"m\"\nredis_wait_replicas = 1"
+            ))
+            .unwrap(),
+            Ok(())
+        );
+        let err = parse("redis_master = \"m\"").unwrap().unwrap_err();
+        assert!(err.starts_with("hub.redis_master: only with"), "{err}");
+        let err = parse(&format!("{sentinel}redis_master = \"\""))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            err.starts_with("hub.redis_master: must not be empty"),
+            "{err}"
+        );
+        let err = parse("redis_sentinels = [\"http://x\"]\nredis_master = \"m\"")
+            .unwrap()
+            .unwrap_err();
+        assert!(err.starts_with("hub.redis_sentinels[0]: "), "{err}");
+        let err = parse("redis_wait_replicas = 17").unwrap().unwrap_err();
+        assert!(
+            err.starts_with("hub.redis_wait_replicas: at most 16"),
+            "{err}"
+        );
         let err = parse("redis_buffer_wait = \"1h\"").unwrap().unwrap_err();
         assert!(
             err.starts_with("hub.redis_buffer_wait: must be between"),

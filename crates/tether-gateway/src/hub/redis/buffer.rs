@@ -152,7 +152,7 @@ mod tests {
         // A URL nobody listens on: the link is never up in these tests unless set up.
         let client = ::redis::Client::open("redis://127.0.0.1:1/").unwrap();
         Shared::new(
-            client,
+            crate::hub::redis::link::Source::Direct(client),
             LinkSettings {
                 timeout: Duration::from_millis(100),
                 ping_interval: Duration::from_millis(100),

@@ -20,6 +20,10 @@
 //! was notified, and the ones before are in the subscribers' replays. If the pattern was
 //! watched before a reconnect, its first record is caught up from the stream's start (the
 //! subscribers' queues drop what they already have).
+//!
+//! With Redis Sentinel the link asks the sentinels for the master at every connect, and its
+//! health check is `ROLE` rather than `PING`: a master demoted to replica (a failover) ends
+//! the connected period like a silent one, and the next connect finds the new master.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +31,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::MultiplexedConnection;
+use ::redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use ::redis::{AsyncConnectionConfig, Client};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
@@ -58,9 +63,46 @@ pub(crate) struct LinkStats {
     pub(crate) degraded_since: Option<Instant>,
 }
 
+/// Where the link finds Redis.
+pub(crate) enum Source {
+    /// One Redis at a fixed address.
+    Direct(Client),
+    /// The master named `service`, wherever the sentinels say it is now.
+    Sentinel {
+        /// The sentinels (only the link task uses them, one lookup at a time).
+        sentinels: tokio::sync::Mutex<Sentinel>,
+        /// The master's name.
+        service: String,
+        /// Credentials, database and TLS of the connection to the master.
+        node: SentinelNodeConnectionInfo,
+    },
+}
+
+impl Source {
+    /// A client for the Redis to use now: the sentinels are asked every time.
+    async fn client(&self, limit: Duration) -> Result<Client, String> {
+        match self {
+            Source::Direct(client) => Ok(client.clone()),
+            Source::Sentinel {
+                sentinels,
+                service,
+                node,
+            } => {
+                let mut sentinels = sentinels.lock().await;
+                timed(
+                    limit,
+                    "sentinel master lookup",
+                    sentinels.async_master_for(service, Some(node)),
+                )
+                .await
+            }
+        }
+    }
+}
+
 /// What the backplane's methods and the link task share.
 pub(crate) struct Shared {
-    pub(crate) client: Client,
+    pub(crate) source: Source,
     pub(crate) settings: LinkSettings,
     /// The command connection while the link is up.
     conn: Mutex<Option<MultiplexedConnection>>,
@@ -78,9 +120,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(client: Client, settings: LinkSettings) -> Shared {
+    pub(crate) fn new(source: Source, settings: LinkSettings) -> Shared {
         Shared {
-            client,
+            source,
             settings,
             conn: Mutex::new(None),
             health: Mutex::new(Health::Degraded("connecting to redis".into())),
@@ -220,23 +262,19 @@ async fn session(
     backoff: &mut Duration,
 ) -> Result<std::convert::Infallible, String> {
     let timeout = shared.settings.timeout;
+    let client = shared.source.client(timeout).await?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
     let mut conn = timed(
         timeout,
         "connect",
-        shared
-            .client
-            .get_multiplexed_async_connection_with_config(&config),
+        client.get_multiplexed_async_connection_with_config(&config),
     )
     .await?;
-    let mut pubsub = timed(
-        timeout,
-        "connect (subscription)",
-        shared.client.get_async_pubsub(),
-    )
-    .await?;
+    // A replica would refuse every publish: wait for a master (a failover in progress).
+    check(&mut conn, timeout).await?;
+    let mut pubsub = timed(timeout, "connect (subscription)", client.get_async_pubsub()).await?;
     timed(timeout, "subscribe", pubsub.subscribe(CHANNEL)).await?;
     let mut messages = pubsub.into_on_message();
     // Records published while the subscription was down.
@@ -269,8 +307,20 @@ async fn session(
     }
 }
 
+/// Whether Redis answers, and as a master: `ROLE` (a replica refuses writes, so a master
+/// demoted by a failover counts as down, and the next connect finds the new one).
 async fn check(conn: &mut MultiplexedConnection, limit: Duration) -> Result<(), String> {
-    timed(limit, "ping", ::redis::cmd("PING").query_async::<()>(conn)).await
+    let role: ::redis::Value = timed(
+        limit,
+        "health check (ROLE)",
+        ::redis::cmd("ROLE").query_async(conn),
+    )
+    .await?;
+    match wire::role(&role) {
+        Some("master") => Ok(()),
+        Some(other) => Err(format!("redis is a {other}, not the master")),
+        None => Err(format!("redis answered ROLE with {role:?}")),
+    }
 }
 
 /// Delivers `record` after any records between the topic's cursor and it.

@@ -18,8 +18,11 @@
 //! until Redis is back (see [`buffer`](self::buffer)); a publish is never acknowledged
 //! without being in the stream. Local connections go on; `/healthz` says `degraded`.
 //!
-//! Standalone Redis (`redis://` and `rediss://` URLs, `redis+unix://`). Cluster is not
-//! supported: the publish script also touches the `tether:topics` set, in another slot.
+//! Standalone Redis (`redis://` and `rediss://` URLs, `redis+unix://`), or the master that
+//! Redis Sentinel names (`hub.redis_sentinels`, followed across failovers; with
+//! `hub.redis_wait_replicas` a publish is acknowledged only once replicas have it, so a
+//! failover loses none). Cluster is not supported: the publish script also touches the
+//! `tether:topics` set, in another slot.
 
 mod buffer;
 mod link;
@@ -28,10 +31,11 @@ mod wire;
 
 use std::sync::Arc;
 
-use ::redis::Client;
+use ::redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use ::redis::{Client, ConnectionAddr, IntoConnectionInfo, TlsMode};
 
 use self::buffer::PublishBuffer;
-use self::link::{LinkSettings, Shared};
+use self::link::{LinkSettings, Shared, Source};
 use self::wire::{TOPICS_KEY, TopicKeys};
 use super::backplane::{
     Backplane, BackplaneError, BoxFuture, Health, Publication, RecordSink, Replay, ReplayFrom,
@@ -49,7 +53,53 @@ pub struct RedisBackplane {
     topics: std::sync::Mutex<std::collections::HashMap<Arc<str>, TopicState>>,
     /// With `hub.redis_outage = "buffer"`: publishes held while Redis is unreachable.
     buffer: Option<PublishBuffer>,
+    /// Replicas that must confirm a publish before it is acknowledged (`WAIT`).
+    wait_replicas: u32,
     link: tokio::task::JoinHandle<()>,
+}
+
+/// Where `config` says Redis is: one URL, or the master the sentinels name. Errors name the
+/// key.
+fn source(config: &HubConfig) -> Result<Source, (String, String)> {
+    let key = |k: &str| k.to_string();
+    if config.redis_sentinels.is_empty() {
+        let url = config.redis_url.as_deref().ok_or_else(|| {
+            (
+                key("hub.redis_url"),
+                "required when hub.backplane = \"redis\"".to_string(),
+            )
+        })?;
+        let client = Client::open(url).map_err(|e| (key("hub.redis_url"), e.to_string()))?;
+        return Ok(Source::Direct(client));
+    }
+    let service = config.redis_master.clone().ok_or_else(|| {
+        (
+            key("hub.redis_master"),
+            "required with hub.redis_sentinels".into(),
+        )
+    })?;
+    let sentinels = Sentinel::build(config.redis_sentinels.clone())
+        .map_err(|e| (key("hub.redis_sentinels"), e.to_string()))?;
+    let mut node = SentinelNodeConnectionInfo::default();
+    if let Some(url) = &config.redis_url {
+        let info = url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| (key("hub.redis_url"), e.to_string()))?;
+        node = node.set_redis_connection_info(info.redis_settings().clone());
+        if let ConnectionAddr::TcpTls { insecure, .. } = info.addr() {
+            node = node.set_tls_mode(if *insecure {
+                TlsMode::Insecure
+            } else {
+                TlsMode::Secure
+            });
+        }
+    }
+    Ok(Source::Sentinel {
+        sentinels: tokio::sync::Mutex::new(sentinels),
+        service,
+        node,
+    })
 }
 
 impl std::fmt::Debug for RedisBackplane {
@@ -65,19 +115,13 @@ impl RedisBackplane {
     /// run within a tokio runtime) and connects in the background: until it does, the
     /// backplane is degraded. Errors name the config key.
     pub fn new(config: &HubConfig) -> Result<RedisBackplane, (String, String)> {
-        let url = config.redis_url.as_deref().ok_or_else(|| {
-            (
-                "hub.redis_url".to_string(),
-                "required when hub.backplane = \"redis\"".to_string(),
-            )
-        })?;
-        let client = Client::open(url).map_err(|e| ("hub.redis_url".to_string(), e.to_string()))?;
+        let source = source(config)?;
         let settings = LinkSettings {
             timeout: config.redis_timeout,
             ping_interval: config.redis_ping_interval,
             max_backoff: config.redis_max_backoff,
         };
-        let shared = Arc::new(Shared::new(client, settings));
+        let shared = Arc::new(Shared::new(source, settings));
         let link = tokio::spawn(link::run(shared.clone()));
         let buffer = (config.redis_outage == OutagePolicy::Buffer)
             .then(|| PublishBuffer::new(config.redis_buffer_bytes, config.redis_buffer_wait));
@@ -85,8 +129,33 @@ impl RedisBackplane {
             shared,
             topics: Default::default(),
             buffer,
+            wait_replicas: config.redis_wait_replicas,
             link,
         })
+    }
+
+    /// Waits until `wait_replicas` replicas have every write of `conn` so far (Redis
+    /// `WAIT`), within most of `redis_timeout` (the connection's own limit).
+    async fn replicated(
+        &self,
+        conn: &mut ::redis::aio::MultiplexedConnection,
+    ) -> Result<(), BackplaneError> {
+        let limit = self.shared.settings.timeout * 3 / 4;
+        let millis = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX).max(1);
+        let confirmed: i64 = ::redis::cmd("WAIT")
+            .arg(self.wait_replicas)
+            .arg(millis)
+            .query_async(conn)
+            .await
+            .map_err(|e| self.shared.failed("replication wait", &e))?;
+        if confirmed < i64::from(self.wait_replicas) {
+            return Err(BackplaneError(format!(
+                "redis stored the publish but only {confirmed} of {} replicas confirmed it \
+                 within {limit:?} (hub.redis_wait_replicas); it may still be delivered",
+                self.wait_replicas
+            )));
+        }
+        Ok(())
     }
 
     fn remember(&self, topic: &Arc<str>, position: Position, retained: usize) {
@@ -171,12 +240,29 @@ impl Backplane for RedisBackplane {
                 .arg(publication.key.as_deref().unwrap_or(""))
                 .arg(publication.timestamp_ms)
                 .arg(&publication.data[..])
-                .arg(wire::CHANNEL)
+                // Waiting for replicas: the notification goes out only once they have the
+                // record, so no node delivers one that a failover could lose.
+                .arg(if self.wait_replicas > 0 {
+                    ""
+                } else {
+                    wire::CHANNEL
+                })
                 .invoke_async::<::redis::Value>(&mut conn)
                 .await
                 .map_err(|e| refused(self.shared.failed("publish", &e)))?;
-            let (position, retained) = wire::parse_publish_reply(&reply).map_err(BackplaneError)?;
-            self.remember(&publication.topic, position, retained);
+            let published = wire::parse_publish_reply(&reply).map_err(BackplaneError)?;
+            let position = published.position;
+            self.remember(&publication.topic, position, published.retained);
+            if let Some(notification) = published.notification {
+                // Not notified, it still reaches the nodes with the next record's gap fill.
+                self.replicated(&mut conn).await.map_err(refused)?;
+                ::redis::cmd("PUBLISH")
+                    .arg(wire::CHANNEL)
+                    .arg(notification)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| refused(self.shared.failed("notification", &e)))?;
+            }
             Ok(position)
         })
     }

@@ -62,7 +62,9 @@ end
 
 /// KEYS: meta, log, keys, topics set. ARGV: fresh epoch, topic, count, age_ms,
 /// latest_per_key (0/1), has_key (0/1), key, ts, data, channel. Replies
-/// `[epoch, offset, retained]`.
+/// `[epoch, offset, retained]`; with an empty channel it does not notify and replies
+/// `[epoch, offset, retained, notification]` for the caller to `PUBLISH` once replicas
+/// have the record (`hub.redis_wait_replicas`).
 const PUBLISH: &str = r#"
 local meta, log, keys = KEYS[1], KEYS[2], KEYS[3]
 redis.call('HSETNX', meta, 'epoch', ARGV[1])
@@ -86,8 +88,10 @@ trim(meta, log, keys, tonumber(ARGV[3]), tonumber(ARGV[4]), lpk, now)
 redis.call('SADD', KEYS[4], ARGV[2])
 local key, key_len = '', -1
 if has_key then key, key_len = ARGV[7], #ARGV[7] end
-redis.call('PUBLISH', ARGV[10], epoch .. ' ' .. string.format('%d', offset) .. ' ' .. ARGV[8]
-  .. ' ' .. #ARGV[2] .. ' ' .. key_len .. '\n' .. ARGV[2] .. key .. ARGV[9])
+local note = epoch .. ' ' .. string.format('%d', offset) .. ' ' .. ARGV[8]
+  .. ' ' .. #ARGV[2] .. ' ' .. key_len .. '\n' .. ARGV[2] .. key .. ARGV[9]
+if ARGV[10] == '' then return {epoch, offset, redis.call('XLEN', log), note} end
+redis.call('PUBLISH', ARGV[10], note)
 return {epoch, offset, redis.call('XLEN', log)}
 "#;
 

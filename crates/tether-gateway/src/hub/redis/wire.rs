@@ -132,14 +132,29 @@ pub(crate) fn parse_read_reply(topic: &Arc<str>, reply: Value) -> Result<LogStat
     })
 }
 
-/// Parses the publish script's reply: `[epoch, offset, retained]`.
-pub(crate) fn parse_publish_reply(reply: &Value) -> Result<(Position, usize), String> {
+/// What the publish script answered.
+#[derive(Debug)]
+pub(crate) struct Published<'a> {
+    pub(crate) position: Position,
+    pub(crate) retained: usize,
+    /// The notification the caller must `PUBLISH` itself (when it asked the script not to).
+    pub(crate) notification: Option<&'a [u8]>,
+}
+
+/// Parses the publish script's reply: `[epoch, offset, retained]`, or
+/// `[epoch, offset, retained, notification]` when the script did not notify.
+pub(crate) fn parse_publish_reply(reply: &Value) -> Result<Published<'_>, String> {
     match reply {
-        Value::Array(items) if items.len() == 3 => {
+        Value::Array(items) if items.len() == 3 || items.len() == 4 => {
             let epoch = text(&items[0])?.parse()?;
             let offset = unsigned(&items[1])?;
             let retained = usize::try_from(unsigned(&items[2])?).map_err(|e| e.to_string())?;
-            Ok((Position { epoch, offset }, retained))
+            let notification = items.get(3).map(bytes).transpose()?;
+            Ok(Published {
+                position: Position { epoch, offset },
+                retained,
+                notification,
+            })
         }
         other => Err(format!("unexpected reply to the publish script: {other:?}")),
     }
@@ -192,6 +207,14 @@ pub(crate) fn parse_notification(payload: &[u8]) -> Result<Record, String> {
         ts,
         Bytes::copy_from_slice(&body[key_end..]),
     ))
+}
+
+/// The role in a `ROLE` reply (`master`, `slave`, `sentinel`): its first element.
+pub(crate) fn role(reply: &Value) -> Option<&str> {
+    match reply {
+        Value::Array(items) => items.first().and_then(|first| text(first).ok()),
+        _ => None,
+    }
 }
 
 fn bytes(value: &Value) -> Result<&[u8], String> {
@@ -336,10 +359,33 @@ mod tests {
     }
 
     #[test]
+    fn role_is_the_first_element_of_the_role_reply() {
+        let master = Value::Array(vec![bulk("master"), Value::Int(0), Value::Array(vec![])]);
+        assert_eq!(role(&master), Some("master"));
+        let replica = Value::Array(vec![bulk("slave"), bulk("127.0.0.1"), Value::Int(6379)]);
+        assert_eq!(role(&replica), Some("slave"));
+        assert_eq!(role(&Value::Okay), None);
+        assert_eq!(role(&Value::Array(vec![])), None);
+    }
+
+    #[test]
     fn publish_reply_parses() {
         let reply = Value::Array(vec![bulk("0000000000000001"), Value::Int(3), Value::Int(3)]);
-        let (position, retained) = parse_publish_reply(&reply).unwrap();
-        assert_eq!((position.offset, retained), (3, 3));
+        let published = parse_publish_reply(&reply).unwrap();
+        assert_eq!((published.position.offset, published.retained), (3, 3));
+        assert_eq!(published.notification, None);
+        let reply = Value::Array(vec![
+            bulk("0000000000000001"),
+            Value::Int(4),
+            Value::Int(2),
+            bulk("0000000000000001 4 17 1 -1\nt{}"),
+        ]);
+        let published = parse_publish_reply(&reply).unwrap();
+        assert_eq!(published.position.offset, 4);
+        let note = parse_notification(published.notification.unwrap()).unwrap();
+        assert_eq!(note.position(), published.position);
         assert!(parse_publish_reply(&Value::Okay).is_err());
+        let wrong = Value::Array(vec![bulk("0000000000000001"), Value::Int(4)]);
+        assert!(parse_publish_reply(&wrong).is_err());
     }
 }
