@@ -18,19 +18,24 @@ impl Redis {
         // A port can be taken between `free_port` and the bind: try another.
         for _ in 0..5 {
             let port = free_port();
-            let mut command = Command::new(&program);
-            command
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdin(Stdio::null());
-            let mut process = Process::spawn(command);
-            while let Some(line) = process.next_stdout_line() {
-                if line.contains("Ready to accept connections") {
-                    return Some(Redis { process, port });
-                }
+            if let Some(process) = spawn_on(&program, port) {
+                return Some(Redis { process, port });
             }
         }
         panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    /// Kills the server (SIGKILL, by PID) and waits for it to exit.
+    pub fn kill(&mut self) {
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
+    }
+
+    /// Starts a new server on the same port (after [`kill`](Self::kill)): it comes back
+    /// empty, as persistence is off.
+    pub fn start_again(&mut self) {
+        let program = required_program("redis-server", "redis-server").unwrap();
+        self.process = spawn_on(&program, self.port).expect("redis-server did not start again");
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -46,4 +51,20 @@ impl Redis {
             .unwrap();
         assert!(status.success(), "kill -{signal} redis-server");
     }
+}
+
+/// A redis-server on `port`, once it is ready; `None` if it did not get there.
+fn spawn_on(program: &std::path::Path, port: u16) -> Option<Process> {
+    let mut command = Command::new(program);
+    command
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdin(Stdio::null());
+    let mut process = Process::spawn(command);
+    while let Some(line) = process.next_stdout_line() {
+        if line.contains("Ready to accept connections") {
+            return Some(process);
+        }
+    }
+    None
 }

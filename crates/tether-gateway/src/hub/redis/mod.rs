@@ -18,11 +18,15 @@
 //! until Redis is back (see [`buffer`](self::buffer)); a publish is never acknowledged
 //! without being in the stream. Local connections go on; `/healthz` says `degraded`.
 //!
+//! Presence (topics with `presence = true`) is a sorted set per topic with an expiry per
+//! entry that every node refreshes for its own clients; see [`presence`](self::presence).
+//!
 //! Standalone Redis (`redis://` and `rediss://` URLs, `redis+unix://`). Cluster is not
 //! supported: the publish script also touches the `tether:topics` set, in another slot.
 
 mod buffer;
 mod link;
+mod presence;
 mod scripts;
 mod wire;
 
@@ -39,6 +43,7 @@ use super::backplane::{
 };
 use super::config::{BackplaneKind, HubConfig, OutagePolicy};
 use super::pattern::Pattern;
+use super::presence::{PresenceEntry, PresenceList};
 use super::record::{Epoch, Position};
 use super::topic::HistoryPolicy;
 use super::{Hub, lock};
@@ -49,7 +54,9 @@ pub struct RedisBackplane {
     topics: std::sync::Mutex<std::collections::HashMap<Arc<str>, TopicState>>,
     /// With `hub.redis_outage = "buffer"`: publishes held while Redis is unreachable.
     buffer: Option<PublishBuffer>,
+    presence: Arc<presence::Presence>,
     link: tokio::task::JoinHandle<()>,
+    refresh: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for RedisBackplane {
@@ -81,11 +88,15 @@ impl RedisBackplane {
         let link = tokio::spawn(link::run(shared.clone()));
         let buffer = (config.redis_outage == OutagePolicy::Buffer)
             .then(|| PublishBuffer::new(config.redis_buffer_bytes, config.redis_buffer_wait));
+        let presence = Arc::new(presence::Presence::new(config.presence_ttl));
+        let refresh = tokio::spawn(presence::run(shared.clone(), presence.clone()));
         Ok(RedisBackplane {
             shared,
             topics: Default::default(),
             buffer,
+            presence,
             link,
+            refresh,
         })
     }
 
@@ -106,6 +117,7 @@ impl RedisBackplane {
 impl Drop for RedisBackplane {
     fn drop(&mut self) {
         self.link.abort();
+        self.refresh.abort();
     }
 }
 
@@ -265,6 +277,30 @@ impl Backplane for RedisBackplane {
 
     fn health(&self) -> Health {
         self.shared.health()
+    }
+
+    fn join_presence<'a>(
+        &'a self,
+        topic: &'a str,
+        entry: &'a PresenceEntry,
+    ) -> BoxFuture<'a, Result<(), BackplaneError>> {
+        Box::pin(self.presence.join(&self.shared, topic, entry))
+    }
+
+    fn leave_presence(&self, topic: &str, entry: &PresenceEntry) {
+        self.presence.leave(&self.shared, topic, entry);
+    }
+
+    fn presence<'a>(
+        &'a self,
+        topic: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<PresenceList, BackplaneError>> {
+        Box::pin(self.presence.query(&self.shared, topic, limit))
+    }
+
+    fn local_presence_entries(&self) -> usize {
+        lock(&self.presence.local).len()
     }
 
     fn render_metrics(&self, out: &mut String) {
