@@ -20,7 +20,7 @@ use support::{PATIENCE, Serve};
 use tether::{ClientBuilder, Message, WebSocket};
 use tokio::net::TcpStream;
 
-const SECRET: &str = "presence-test-secret";
+const SECRET: &str = "presence-test-secret-of-at-least-32-bytes";
 const TOPIC: &str = "room.lobby";
 
 type Ws = WebSocket<tether::MaybeTlsStream<TcpStream>>;
@@ -162,7 +162,7 @@ async fn presence_on_one_node_follows_subscriptions_and_refuses_precisely() {
     let serve = Serve::start(Some(&format!("[hub]\n{}", config("15s"))));
     let addr = serve.addr;
     let mut alice = subscriber(addr, "alice", TOPIC, 3).await;
-    let bob = subscriber(addr, "bob", TOPIC, 1).await;
+    let mut bob = subscriber(addr, "bob", TOPIC, 1).await;
     // A pattern subscription does not count.
     let _carol = subscriber(addr, "carol", "room.*", 1).await;
     let answer = presence_ws(addr, TOPIC).await;
@@ -298,7 +298,7 @@ async fn a_clean_close_leaves_at_once_and_entries_return_after_redis_restarts() 
         return;
     };
     let addrs = cluster.addrs.clone();
-    let a = subscriber(addrs[0], "a", TOPIC, 1).await;
+    let mut a = subscriber(addrs[0], "a", TOPIC, 1).await;
     let _b = subscriber(addrs[1], "b", TOPIC, 1).await;
     let _c = subscriber(addrs[2], "c", TOPIC, 1).await;
     wait_users(addrs[2], &["a", "b", "c"]).await;
