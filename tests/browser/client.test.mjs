@@ -57,6 +57,25 @@ test("server errors reject the request's promise with the code; the connection g
   assert.equal(c.state, "open");
 });
 
+test("presence lists the clients subscribed to a presence topic, and refuses other topics", async () => {
+  const a = client();
+  const b = client();
+  const topic = "chat.unit-presence";
+  assert.deepEqual(await a.presence(topic), { topic, count: 0, clients: [], truncated: false });
+  await a.subscribe(topic, () => {});
+  await a.subscribe(topic, () => {});
+  await b.subscribe(topic, () => {});
+  const seen = await b.presence(topic);
+  assert.equal(seen.count, 2);
+  assert.equal(seen.truncated, false);
+  assert.equal(new Set(seen.clients.map((c) => c.client)).size, 2);
+  assert.ok(seen.clients.every((c) => c.user === undefined), "no auth: no user");
+  await a.unsubscribe(topic);
+  assert.equal((await b.presence(topic)).count, 1);
+  await assert.rejects(b.presence("unit.no-presence"), (e) => e.code === "presence_disabled");
+  await assert.rejects(b.presence("chat.*"), (e) => e.code === "invalid_topic");
+});
+
 test("unsubscribe stops the messages of that topic", async () => {
   const c = client();
   const got = [];

@@ -3,6 +3,7 @@
 //! | request | answer |
 //! | --- | --- |
 //! | `POST /api/publish/{topic}[?key=K]`, body = payload | 200 `{"topic","epoch","offset"}`; 400 bad topic, 401/403, 413 too large |
+//! | `GET /api/presence/{topic}` | 200 `{"topic","count","clients":[{"client","user"}],"truncated"}`; 400 bad topic, 401/403, 404 presence not enabled, 503 backplane down |
 //! | `GET /api/topics` | 200 `{"topics": [{"topic","subscribers","epoch","offset","retained"}]}` |
 //! | `GET /api/routes` | 200 what the gateway serves ([`crate::directory`]) |
 //! | `GET /healthz` | 200 `{"status":"ok"}`, 503 when degraded or shutting down |
@@ -17,7 +18,7 @@ use hyper::body::Body as HttpBody;
 use serde_json::json;
 
 use crate::auth::AuthError;
-use crate::hub::{Health, Permissions, PublishError, validate_topic};
+use crate::hub::{Health, Permissions, PresenceError, PublishError, validate_topic};
 use crate::metrics::Refusal;
 use crate::request::{bearer_token, percent_decode, query_param};
 use crate::response::{self, Body};
@@ -40,10 +41,18 @@ where
         "/metrics" => metrics(state, req.method()),
         "/api/topics" => topics(state, &req),
         "/api/routes" => crate::directory::routes(state, req.method()),
-        _ => match path.strip_prefix("/api/publish/") {
-            Some(topic) => publish(state, topic, req).await,
-            None => response::json_error(StatusCode::NOT_FOUND, "no such API endpoint"),
-        },
+        _ => {
+            if let Some(topic) = path.strip_prefix("/api/publish/") {
+                publish(state, topic, req).await
+            } else if let Some(topic) = path.strip_prefix("/api/presence/") {
+                match presence_request(state, topic, &req) {
+                    Ok(topic) => presence(state, &topic).await,
+                    Err(refusal) => *refusal,
+                }
+            } else {
+                response::json_error(StatusCode::NOT_FOUND, "no such API endpoint")
+            }
+        }
     }
 }
 
@@ -158,6 +167,58 @@ where
             response::json_error(StatusCode::PAYLOAD_TOO_LARGE, e)
         }
         Err(e @ PublishError::Backplane(_)) => {
+            response::json_error(StatusCode::SERVICE_UNAVAILABLE, e)
+        }
+    }
+}
+
+/// The checks of a presence request: method, topic, token, permission (the caller must be
+/// allowed to subscribe to the topic). The topic, or the refusal.
+fn presence_request<B>(
+    state: &State,
+    raw_topic: &str,
+    req: &Request<B>,
+) -> Result<String, Box<Response<Body>>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(Box::new(response::method_not_allowed("GET, HEAD")));
+    }
+    let Some(topic) = percent_decode(raw_topic, false) else {
+        return Err(Box::new(response::json_error(
+            StatusCode::BAD_REQUEST,
+            "bad escape in the topic",
+        )));
+    };
+    if let Err(why) = validate_topic(&topic) {
+        return Err(Box::new(response::json_error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid topic: {why}"),
+        )));
+    }
+    let permissions = authenticate(state, req).map_err(|e| Box::new(unauthorized(state, &e)))?;
+    if !permissions.can_subscribe(&topic) {
+        return Err(Box::new(response::json_error(
+            StatusCode::FORBIDDEN,
+            format!("this token may not see the presence of {topic:?}"),
+        )));
+    }
+    Ok(topic)
+}
+
+/// Who subscribes to a presence topic, on every node.
+async fn presence(state: &State, topic: &str) -> Response<Body> {
+    match state.hub.presence(topic).await {
+        Ok(list) => response::json(
+            StatusCode::OK,
+            &json!({
+                "topic": topic,
+                "count": list.count,
+                "truncated": list.truncated(),
+                "clients": list.clients,
+            }),
+        ),
+        Err(e @ PresenceError::InvalidTopic(_)) => response::json_error(StatusCode::BAD_REQUEST, e),
+        Err(e @ PresenceError::NotEnabled(_)) => response::json_error(StatusCode::NOT_FOUND, e),
+        Err(e @ PresenceError::Backplane(_)) => {
             response::json_error(StatusCode::SERVICE_UNAVAILABLE, e)
         }
     }

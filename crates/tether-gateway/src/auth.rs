@@ -103,6 +103,7 @@ impl Authenticator {
             let permissions = Permissions {
                 subscribe: token.subscribe.clone(),
                 publish: token.publish.clone(),
+                user: None,
             };
             tokens.push((value.into_bytes(), permissions));
         }
@@ -110,6 +111,7 @@ impl Authenticator {
         let anonymous = config.anonymous.as_ref().map(|a| Permissions {
             subscribe: a.subscribe.clone(),
             publish: a.publish.clone(),
+            user: None,
         });
         Ok(Authenticator {
             enabled: config.is_enabled(),
@@ -265,6 +267,10 @@ impl JwtVerifier {
 
     fn permissions(&self, claims: Claims) -> Result<Permissions, AuthError> {
         let invalid = |why: String| AuthError::Invalid(why);
+        let user = match &claims.sub {
+            Some(serde_json::Value::String(subject)) => Some(subject.clone()),
+            _ => None,
+        };
         let subscribe = match claims.sub {
             Some(serde_json::Value::Array(items)) => items
                 .into_iter()
@@ -287,6 +293,7 @@ impl JwtVerifier {
             publish: claims
                 .publish
                 .unwrap_or_else(|| self.default_publish.clone()),
+            user,
         })
     }
 

@@ -50,6 +50,7 @@ pub(crate) fn add_topic_policies(hub: &mut HubConfig) {
             history_age_secs: None,
             latest_per_key: true,
             slow_consumer: Some(SlowConsumerPolicy::KeepLatestPerKey),
+            presence: false,
         },
     );
     add(
@@ -60,6 +61,7 @@ pub(crate) fn add_topic_policies(hub: &mut HubConfig) {
             history_age_secs: None,
             latest_per_key: true,
             slow_consumer: Some(SlowConsumerPolicy::KeepLatestPerKey),
+            presence: false,
         },
     );
 }

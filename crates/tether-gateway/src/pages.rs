@@ -73,8 +73,9 @@ pub(crate) fn find(path: &str) -> Option<usize> {
 }
 
 /// Gives the pages' topics their policies unless the config has some: the chat keeps its last
-/// 200 messages for an hour (a page that opens late shows the conversation), the game board
-/// keeps the latest claim of each cell for an hour (the board is its history).
+/// 200 messages for an hour (a page that opens late shows the conversation) and keeps
+/// presence (who is in the room), the game board keeps the latest claim of each cell for an
+/// hour (the board is its history).
 pub(crate) fn add_topic_policies(hub: &mut HubConfig) {
     for policy in [
         TopicPolicy {
@@ -83,6 +84,7 @@ pub(crate) fn add_topic_policies(hub: &mut HubConfig) {
             history_age_secs: Some(3600),
             latest_per_key: false,
             slow_consumer: Some(SlowConsumerPolicy::DropOldest),
+            presence: true,
         },
         TopicPolicy {
             pattern: "game.*".into(),
@@ -90,6 +92,7 @@ pub(crate) fn add_topic_policies(hub: &mut HubConfig) {
             history_age_secs: Some(3600),
             latest_per_key: true,
             slow_consumer: Some(SlowConsumerPolicy::KeepLatestPerKey),
+            presence: false,
         },
     ] {
         if !hub.topics.iter().any(|t| t.pattern == policy.pattern) {
@@ -133,6 +136,7 @@ mod tests {
             history_age_secs: None,
             latest_per_key: false,
             slow_consumer: None,
+            presence: false,
         });
         add_topic_policies(&mut hub);
         add_topic_policies(&mut hub);

@@ -2,8 +2,8 @@
 //! `type` field. Both sides' shapes are here, so a client (the CLI's `pub` and `sub`) uses the
 //! same definitions as the server. `docs/PROTOCOL.md` describes them with examples.
 //!
-//! Client to server: `subscribe`, `unsubscribe`, `publish`. Server to client: `ack`, `error`,
-//! `message`.
+//! Client to server: `subscribe`, `unsubscribe`, `publish`, `presence`. Server to client:
+//! `ack`, `error`, `message`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -95,6 +95,13 @@ pub enum Request {
         data: Box<RawValue>,
         /// For latest-per-key topics and queues.
         key: Option<String>,
+    },
+    /// Which clients subscribe to a topic (one whose policy keeps presence), on every node.
+    Presence {
+        /// Echoed in the reply.
+        id: Option<RequestId>,
+        /// The topic (not a pattern).
+        topic: String,
     },
 }
 
@@ -191,11 +198,14 @@ impl Request {
             "subscribe" => &["topic", "since"],
             "unsubscribe" => &["topic"],
             "publish" => &["topic", "data", "key"],
+            "presence" => &["topic"],
             other => {
                 return Err(RequestError::new(
                     id,
                     ErrorCode::UnknownType,
-                    format!("unknown type {other:?} (expected subscribe, unsubscribe or publish)"),
+                    format!(
+                        "unknown type {other:?} (expected subscribe, unsubscribe, publish or presence)"
+                    ),
                 ));
             }
         };
@@ -226,6 +236,7 @@ impl Request {
                 since: wire.since,
             },
             "unsubscribe" => Request::Unsubscribe { id, topic },
+            "presence" => Request::Presence { id, topic },
             _ => Request::Publish {
                 data: wire
                     .data
@@ -244,6 +255,7 @@ impl Request {
             Request::Subscribe { id, topic, .. } => ("subscribe", id, topic),
             Request::Unsubscribe { id, topic } => ("unsubscribe", id, topic),
             Request::Publish { id, topic, .. } => ("publish", id, topic),
+            Request::Presence { id, topic } => ("presence", id, topic),
         };
         let wire = Wire {
             kind: kind.into(),
@@ -270,7 +282,8 @@ impl Request {
         match self {
             Request::Subscribe { id, .. }
             | Request::Unsubscribe { id, .. }
-            | Request::Publish { id, .. } => id.as_ref(),
+            | Request::Publish { id, .. }
+            | Request::Presence { id, .. } => id.as_ref(),
         }
     }
 }
@@ -297,6 +310,8 @@ pub enum ErrorCode {
     TooLarge,
     /// The hub cannot serve the request now (backplane failure).
     Unavailable,
+    /// `presence` for a topic whose policy does not keep presence.
+    PresenceDisabled,
 }
 
 /// A message from the server.
@@ -314,6 +329,7 @@ pub enum ServerMessage {
 pub mod resume;
 mod server;
 
+pub use crate::hub::PresenceEntry;
 pub use server::{Ack, Delivery, ErrorReply, TopicStatus};
 
 impl fmt::Display for ServerMessage {

@@ -22,7 +22,8 @@ use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
 use crate::hub::{
-    Member, Pattern, Permissions, PublishError, Queued, Resume, SlowConsumer, validate_topic,
+    Member, Pattern, Permissions, PresenceError, PublishError, Queued, Resume, SlowConsumer,
+    validate_topic,
 };
 use crate::protocol::{
     Ack, ErrorCode, Request, RequestError, RequestId, ServerMessage, Since, TopicStatus,
@@ -287,6 +288,7 @@ impl Session {
                 data,
                 key,
             } => self.publish(id, &topic, data.get(), key).await,
+            Request::Presence { id, topic } => self.presence(id, &topic).await,
         };
         result.unwrap_or_else(|(code, reason)| RequestError::new(id, code, reason).to_reply())
     }
@@ -386,6 +388,33 @@ impl Session {
             Err(e @ PublishError::InvalidTopic(_)) => Err((ErrorCode::InvalidTopic, e.to_string())),
             Err(e @ PublishError::TooLarge { .. }) => Err((ErrorCode::TooLarge, e.to_string())),
             Err(e @ PublishError::Backplane(_)) => Err((ErrorCode::Unavailable, e.to_string())),
+        }
+    }
+}
+
+impl Session {
+    /// Who subscribes to `topic`; a client that may subscribe to it may ask.
+    async fn presence(
+        &mut self,
+        id: Option<RequestId>,
+        topic: &str,
+    ) -> Result<ServerMessage, (ErrorCode, String)> {
+        validate_topic(topic).map_err(|e| (ErrorCode::InvalidTopic, e))?;
+        if !self.permissions.can_subscribe(topic) {
+            return Err((
+                ErrorCode::Forbidden,
+                format!("not allowed to see the presence of {topic:?}"),
+            ));
+        }
+        match self.member.hub().presence(topic).await {
+            Ok(list) => Ok(ServerMessage::Ack(Ack::presence(id, topic.into(), list))),
+            Err(e @ PresenceError::InvalidTopic(_)) => {
+                Err((ErrorCode::InvalidTopic, e.to_string()))
+            }
+            Err(e @ PresenceError::NotEnabled(_)) => {
+                Err((ErrorCode::PresenceDisabled, e.to_string()))
+            }
+            Err(e @ PresenceError::Backplane(_)) => Err((ErrorCode::Unavailable, e.to_string())),
         }
     }
 }

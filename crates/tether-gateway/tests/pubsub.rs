@@ -362,6 +362,7 @@ async fn permissions_are_enforced_with_error_replies() {
     let permissions = Permissions {
         subscribe: vec!["public.*".into()],
         publish: vec!["public.chat".into()],
+        user: None,
     };
     let mut client = server.connect_with(permissions, 1 << 16).await;
     let refused = [
@@ -437,6 +438,7 @@ async fn latest_per_key_resume_gets_the_newest_message_of_each_key() {
             history_age_secs: None,
             latest_per_key: true,
             slow_consumer: None,
+            presence: false,
         }],
         ..HubConfig::default()
     });

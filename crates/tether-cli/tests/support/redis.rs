@@ -127,24 +127,31 @@ impl Redis {
         for _ in 0..5 {
             let port = free_port();
             let dir = scratch_dir(port);
-            let mut command = Command::new(&program);
-            command
-                .arg("--dir")
-                .arg(&dir)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                // A replica's first sync starts at once, not after the default 5 s.
-                .args(["--repl-diskless-sync-delay", "0"])
-                .args(extra)
-                .stdin(Stdio::null());
-            let mut process = Process::spawn(command);
-            while let Some(line) = process.next_stdout_line() {
-                if line.contains(ready) {
-                    return Some(Redis { process, port, dir });
-                }
+            if let Some(process) = spawn_on(&program, port, &dir, extra, ready) {
+                return Some(Redis { process, port, dir });
             }
         }
         panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    /// Kills the server (SIGKILL, by PID) and waits for it to exit.
+    pub fn kill(&mut self) {
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
+    }
+
+    /// Starts a new server on the same port (after [`kill`](Self::kill)): it comes back
+    /// empty, as persistence is off.
+    pub fn start_again(&mut self) {
+        let program = required_program("redis-server", "redis-server").unwrap();
+        self.process = spawn_on(
+            &program,
+            self.port,
+            &self.dir,
+            &[],
+            "Ready to accept connections",
+        )
+        .expect("redis-server did not start again");
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -160,4 +167,26 @@ impl Redis {
             .unwrap();
         assert!(status.success(), "kill -{signal} redis-server");
     }
+}
+
+/// A redis-server on `port` working in `dir`, once it logged `ready`; `None` if it did not
+/// get there.
+fn spawn_on(program: &Path, port: u16, dir: &Path, extra: &[&str], ready: &str) -> Option<Process> {
+    let mut command = Command::new(program);
+    command
+        .arg("--dir")
+        .arg(dir)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        // A replica's first sync starts at once, not after the default 5 s.
+        .args(["--repl-diskless-sync-delay", "0"])
+        .args(extra)
+        .stdin(Stdio::null());
+    let mut process = Process::spawn(command);
+    while let Some(line) = process.next_stdout_line() {
+        if line.contains(ready) {
+            return Some(process);
+        }
+    }
+    None
 }

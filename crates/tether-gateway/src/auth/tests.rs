@@ -102,10 +102,12 @@ fn hs256_claims_carry_permissions() {
     let token = sign_hs256(json!({"exp": now() + 60, "sub": ["a.*"], "pub": ["a.b"]}));
     let p = auth.authenticate(Some(&token)).unwrap();
     assert!(p.can_subscribe("a.x") && p.can_publish("a.b") && !p.can_publish("a.c"));
-    // RFC 7519 `sub` as a subject string: the defaults apply.
+    assert_eq!(p.user, None);
+    // RFC 7519 `sub` as a subject string: the defaults apply, and it names the user.
     let token = sign_hs256(json!({"exp": now() + 60, "sub": "user-42"}));
     let p = auth.authenticate(Some(&token)).unwrap();
     assert!(p.can_subscribe("public.news") && !p.can_subscribe("a.x"));
+    assert_eq!(p.user.as_deref(), Some("user-42"));
 }
 
 #[test]

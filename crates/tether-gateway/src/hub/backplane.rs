@@ -20,6 +20,10 @@
 //! - When [`watch`](Backplane::watch) resolves, every record appended afterwards to a topic the
 //!   pattern matches is delivered. A backplane may also deliver topics nobody watches (the
 //!   in-memory one delivers everything); the hub ignores them.
+//! - Presence ([`join_presence`](Backplane::join_presence)) is shared by every node on the
+//!   same backplane: a [`presence`](Backplane::presence) query on any node lists the entries
+//!   joined on all of them. An entry whose node stopped without leaving disappears within
+//!   the backplane's presence TTL.
 //! - Methods never block the thread: slow work happens in the returned futures, which are
 //!   `Send` so a connection's task can await them.
 
@@ -32,6 +36,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::pattern::Pattern;
+use super::presence::{PresenceEntry, PresenceList};
 use super::record::{Position, Record};
 use super::topic::HistoryPolicy;
 
@@ -153,6 +158,29 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// Whether the backplane works.
     fn health(&self) -> Health;
+
+    /// Adds `entry` to the presence of `topic` (again: no change), kept until
+    /// [`leave_presence`](Backplane::leave_presence). When the backplane fails, the entry is
+    /// still kept here and shared once it works again.
+    fn join_presence<'a>(
+        &'a self,
+        topic: &'a str,
+        entry: &'a PresenceEntry,
+    ) -> BoxFuture<'a, Result<(), BackplaneError>>;
+
+    /// Removes `entry` from the presence of `topic` (nothing if it is not there). Called
+    /// from `Drop`, so it does not wait.
+    fn leave_presence(&self, topic: &str, entry: &PresenceEntry);
+
+    /// The presence of `topic`, every node's: the count, and at most `limit` entries.
+    fn presence<'a>(
+        &'a self,
+        topic: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<PresenceList, BackplaneError>>;
+
+    /// This node's presence entries, over all topics.
+    fn local_presence_entries(&self) -> usize;
 
     /// Appends the backplane's own Prometheus text-format lines to `out` (none by default).
     fn render_metrics(&self, _out: &mut String) {}

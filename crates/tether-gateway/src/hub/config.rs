@@ -79,6 +79,15 @@ pub struct HubConfig {
     /// refused. Default 5 s; between 10 ms and 10 min.
     #[serde(deserialize_with = "crate::config::units::duration")]
     pub redis_buffer_wait: Duration,
+    /// How long a presence entry outlives its node's last refresh (nodes refresh theirs every
+    /// third of it), so the clients of a node that dies without leaving disappear within
+    /// this. Used by the Redis backplane. Default 15 s; between 300 ms and 1 h.
+    #[serde(deserialize_with = "crate::config::units::duration")]
+    pub presence_ttl: Duration,
+    /// The most entries one presence reply lists (the count is always the full one; the
+    /// reply says `truncated`). Bounds the reply's size and the query's work. Default 1000;
+    /// between 1 and 100000.
+    pub presence_max_clients: usize,
 }
 
 /// What a publish gets while the Redis backplane is unreachable (`hub.redis_outage`).
@@ -122,6 +131,8 @@ impl Default for HubConfig {
             redis_outage: OutagePolicy::Refuse,
             redis_buffer_bytes: 4 << 20,
             redis_buffer_wait: Duration::from_secs(5),
+            presence_ttl: Duration::from_secs(15),
+            presence_max_clients: 1000,
         }
     }
 }
@@ -144,6 +155,10 @@ pub struct TopicPolicy {
     /// What happens to a subscriber that does not keep up.
     #[serde(default)]
     pub slow_consumer: Option<SlowConsumerPolicy>,
+    /// Keep the presence of these topics: which clients subscribe to each (exact
+    /// subscriptions only), on every node. Default false.
+    #[serde(default)]
+    pub presence: bool,
 }
 
 /// What to do when a subscriber's outbound queue is over its bound.
@@ -169,6 +184,18 @@ impl HubConfig {
         }
         check_age("hub.history_age_secs", self.history_age_secs)?;
         self.validate_redis()?;
+        if !(MIN_PRESENCE_TTL..=MAX_PRESENCE_TTL).contains(&self.presence_ttl) {
+            return Err(format!(
+                "hub.presence_ttl: must be between {MIN_PRESENCE_TTL:?} and {MAX_PRESENCE_TTL:?}, not {:?}",
+                self.presence_ttl
+            ));
+        }
+        if !(1..=MAX_PRESENCE_CLIENTS).contains(&self.presence_max_clients) {
+            return Err(format!(
+                "hub.presence_max_clients: must be between 1 and {MAX_PRESENCE_CLIENTS}, not {}",
+                self.presence_max_clients
+            ));
+        }
         let mut seen: Vec<Pattern> = Vec::new();
         for (i, policy) in self.topics.iter().enumerate() {
             let pattern = Pattern::parse(&policy.pattern)
@@ -250,6 +277,13 @@ impl HubConfig {
     }
 }
 
+/// The bounds of `presence_ttl`.
+const MIN_PRESENCE_TTL: Duration = Duration::from_millis(300);
+const MAX_PRESENCE_TTL: Duration = Duration::from_secs(3600);
+
+/// The largest allowed `presence_max_clients`.
+const MAX_PRESENCE_CLIENTS: usize = 100_000;
+
 /// The bounds of the Redis timeouts.
 const MIN_REDIS_DURATION: Duration = Duration::from_millis(10);
 const MAX_REDIS_DURATION: Duration = Duration::from_secs(60);
@@ -282,6 +316,8 @@ pub struct TopicSettings {
     pub history: HistoryPolicy,
     /// How its subscribers' queues overflow.
     pub slow_consumer: SlowConsumerPolicy,
+    /// Whether the topic keeps presence.
+    pub presence: bool,
 }
 
 /// The config with its patterns parsed, ready to answer "which settings for this topic".
@@ -309,6 +345,7 @@ impl Policies {
                     latest_per_key: false,
                 },
                 slow_consumer: config.slow_consumer,
+                presence: false,
             },
         }
     }
@@ -327,6 +364,7 @@ impl Policies {
                 latest_per_key: rule.latest_per_key,
             },
             slow_consumer: rule.slow_consumer.unwrap_or(self.defaults.slow_consumer),
+            presence: rule.presence,
         }
     }
 }
@@ -342,7 +380,44 @@ mod tests {
             history_age_secs: None,
             latest_per_key: false,
             slow_consumer: None,
+            presence: false,
         }
+    }
+
+    #[test]
+    fn presence_is_opt_in_per_topic_and_its_limits_are_checked() {
+        let parse = |text: &str| toml::from_str::<HubConfig>(text).map(|c| c.validate());
+        let config: HubConfig = toml::from_str(
+            "presence_ttl = \"2s\"\npresence_max_clients = 5\n\
+             [[topics]]\npattern = \"chat.*\"\npresence = true\n\
+             [[topics]]\npattern = \"*\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.presence_ttl, Duration::from_secs(2));
+        assert_eq!(config.presence_max_clients, 5);
+        let policies = Policies::new(&config);
+        assert!(policies.for_topic("chat.lobby").presence);
+        assert!(!policies.for_topic("news").presence);
+        assert!(
+            !Policies::new(&HubConfig::default())
+                .for_topic("chat.lobby")
+                .presence
+        );
+        assert_eq!(HubConfig::default().presence_ttl, Duration::from_secs(15));
+        assert_eq!(HubConfig::default().presence_max_clients, 1000);
+        let err = parse("presence_ttl = \"100ms\"").unwrap().unwrap_err();
+        assert!(
+            err.starts_with("hub.presence_ttl: must be between"),
+            "{err}"
+        );
+        let err = parse("presence_ttl = \"2h\"").unwrap().unwrap_err();
+        assert!(err.starts_with("hub.presence_ttl: "), "{err}");
+        let err = parse("presence_max_clients = 0").unwrap().unwrap_err();
+        assert!(err.starts_with("hub.presence_max_clients: "), "{err}");
+        let err = parse("presence_max_clients = 100001").unwrap().unwrap_err();
+        assert!(err.starts_with("hub.presence_max_clients: "), "{err}");
+        assert!(parse("[[topics]]\npattern = \"a\"\npresence = \"yes\"").is_err());
     }
 
     #[test]

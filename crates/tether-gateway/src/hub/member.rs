@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 
 use super::backplane::{BackplaneError, ReplayFrom};
 use super::pattern::Pattern;
+use super::presence::PresenceEntry;
 use super::queue::{Outbox, Synced};
 use super::record::Position;
 use super::registry::{ConnectionId, Subscriber};
@@ -48,17 +49,37 @@ pub(crate) struct Member {
     id: ConnectionId,
     outbox: Arc<Outbox>,
     subscriptions: Vec<Pattern>,
+    /// The connection's presence entry: its client id and user.
+    presence: PresenceEntry,
+    /// The topics whose presence it joined (exact subscriptions of presence topics).
+    present: Vec<Arc<str>>,
 }
 
 impl Member {
-    /// A connection with no subscriptions yet.
+    /// A connection with no subscriptions yet, and no user.
+    #[cfg(test)]
     pub(crate) fn new(hub: Arc<Hub>) -> Member {
+        Member::identified(hub, None)
+    }
+
+    /// A connection of `user` (as presence lists it) with no subscriptions yet. Its client
+    /// id is the node's id and a sequence number: unique across nodes.
+    pub(crate) fn identified(hub: Arc<Hub>, user: Option<&str>) -> Member {
+        let id = hub.next_connection.fetch_add(1, Ordering::Relaxed);
         Member {
-            id: hub.next_connection.fetch_add(1, Ordering::Relaxed),
+            id,
             outbox: Arc::new(Outbox::new(hub.queue_bytes)),
+            presence: PresenceEntry::new(format!("{}-{id}", hub.node_id), user),
             hub,
             subscriptions: Vec::new(),
+            present: Vec::new(),
         }
+    }
+
+    /// The connection's presence entry.
+    #[cfg(test)]
+    pub(crate) fn presence_entry(&self) -> &PresenceEntry {
+        &self.presence
     }
 
     /// The connection's outbound queue.
@@ -111,6 +132,9 @@ impl Member {
                     })
                     .collect();
                 self.outbox.finish_sync(&synced);
+                if new {
+                    self.join_presence(&pattern).await;
+                }
                 Ok(acks)
             }
             Err(e) => {
@@ -121,6 +145,31 @@ impl Member {
                 Err(e)
             }
         }
+    }
+
+    /// Joins the presence of `pattern` if it is a topic that keeps presence. A backplane
+    /// failure does not fail the subscribe: the backplane shares the entry once it works.
+    async fn join_presence(&mut self, pattern: &Pattern) {
+        let Some(topic) = pattern.as_exact() else {
+            return;
+        };
+        if !self.hub.policies.for_topic(topic).presence || self.is_present(topic) {
+            return;
+        }
+        self.present.push(topic.into());
+        if let Err(e) = self
+            .hub
+            .backplane
+            .join_presence(topic, &self.presence)
+            .await
+        {
+            tracing::debug!(client = %self.presence.client, topic, "presence join deferred: {e}");
+        }
+    }
+
+    /// Whether the connection is in the presence of `topic`.
+    pub(crate) fn is_present(&self, topic: &str) -> bool {
+        self.present.iter().any(|t| &**t == topic)
     }
 
     async fn replay(
@@ -177,6 +226,12 @@ impl Member {
         };
         self.subscriptions.swap_remove(index);
         self.unregister(pattern);
+        if let Some(topic) = pattern.as_exact()
+            && let Some(index) = self.present.iter().position(|t| &**t == topic)
+        {
+            self.present.swap_remove(index);
+            self.hub.backplane.leave_presence(topic, &self.presence);
+        }
         let remaining = &self.subscriptions;
         self.outbox
             .retain_topics(|topic| remaining.iter().any(|p| p.matches(topic)));
@@ -197,6 +252,9 @@ impl Drop for Member {
     fn drop(&mut self) {
         for pattern in std::mem::take(&mut self.subscriptions) {
             self.unregister(&pattern);
+        }
+        for topic in std::mem::take(&mut self.present) {
+            self.hub.backplane.leave_presence(&topic, &self.presence);
         }
         self.outbox.close();
     }

@@ -18,6 +18,7 @@ use super::backplane::{
     TopicState,
 };
 use super::pattern::Pattern;
+use super::presence::{LocalPresence, PresenceEntry, PresenceList};
 use super::record::{Epoch, Position};
 use super::topic::{HistoryPolicy, TopicLog};
 use super::{lock, read, write};
@@ -35,6 +36,7 @@ pub struct InMemoryBackplane {
     topics: RwLock<HashMap<Arc<str>, Arc<Mutex<TopicLog>>>>,
     sink: OnceLock<Arc<dyn RecordSink>>,
     last_sweep: Mutex<Instant>,
+    presence: Mutex<LocalPresence>,
 }
 
 impl Default for InMemoryBackplane {
@@ -59,6 +61,7 @@ impl InMemoryBackplane {
             topics: RwLock::new(HashMap::new()),
             sink: OnceLock::new(),
             last_sweep: Mutex::new(Instant::now()),
+            presence: Mutex::new(LocalPresence::default()),
         }
     }
 
@@ -184,6 +187,32 @@ impl Backplane for InMemoryBackplane {
     fn health(&self) -> Health {
         Health::Ok
     }
+
+    fn join_presence<'a>(
+        &'a self,
+        topic: &'a str,
+        entry: &'a PresenceEntry,
+    ) -> BoxFuture<'a, Result<(), BackplaneError>> {
+        lock(&self.presence).join(topic, entry);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn leave_presence(&self, topic: &str, entry: &PresenceEntry) {
+        lock(&self.presence).leave(topic, entry);
+    }
+
+    fn presence<'a>(
+        &'a self,
+        topic: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<PresenceList, BackplaneError>> {
+        let list = lock(&self.presence).list(topic, limit);
+        Box::pin(std::future::ready(Ok(list)))
+    }
+
+    fn local_presence_entries(&self) -> usize {
+        lock(&self.presence).len()
+    }
 }
 
 #[cfg(test)]
@@ -269,6 +298,31 @@ mod tests {
         all.sort();
         assert_eq!(all, [("new.topic".into(), 1), ("other".into(), 1)]);
         assert_eq!(backplane.health(), Health::Ok);
+    }
+
+    #[tokio::test]
+    async fn presence_joins_once_leaves_and_lists_up_to_the_limit() {
+        let backplane = InMemoryBackplane::new();
+        let a = PresenceEntry::new("n-1", Some("alice"));
+        let b = PresenceEntry::new("n-2", None);
+        backplane.join_presence("room", &a).await.unwrap();
+        backplane.join_presence("room", &a).await.unwrap();
+        backplane.join_presence("room", &b).await.unwrap();
+        assert_eq!(backplane.local_presence_entries(), 2);
+        let list = backplane.presence("room", 10).await.unwrap();
+        assert_eq!(list.count, 2);
+        assert_eq!(list.clients, [a.clone(), b.clone()]);
+        let short = backplane.presence("room", 1).await.unwrap();
+        assert_eq!((short.count, short.clients), (2, vec![a.clone()]));
+        backplane.leave_presence("room", &a);
+        backplane.leave_presence("room", &a);
+        let list = backplane.presence("room", 10).await.unwrap();
+        assert_eq!((list.count, list.clients), (1, vec![b.clone()]));
+        assert_eq!(backplane.presence("elsewhere", 10).await.unwrap().count, 0);
+        backplane.leave_presence("room", &b);
+        assert_eq!(backplane.local_presence_entries(), 0);
+        // Presence creates no topic.
+        assert!(backplane.topics().is_empty());
     }
 
     #[tokio::test(start_paused = true)]

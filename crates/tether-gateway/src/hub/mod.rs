@@ -25,6 +25,7 @@ mod config;
 mod member;
 mod memory;
 mod pattern;
+mod presence;
 mod queue;
 mod record;
 mod redis;
@@ -51,6 +52,7 @@ pub use config::{
 };
 pub use memory::InMemoryBackplane;
 pub use pattern::{MAX_TOPIC_LEN, Pattern, Permissions, validate_topic};
+pub use presence::{MAX_USER_LEN, PresenceEntry, PresenceError, PresenceList};
 pub use record::{Epoch, Position, Record};
 pub use redis::RedisBackplane;
 pub use stats::{HubStats, LATENCY_BUCKETS, LatencySnapshot};
@@ -117,6 +119,9 @@ pub struct Hub {
     registry: RwLock<Registry>,
     stats: HubStats,
     next_connection: AtomicU64,
+    /// This process's random id, the first part of its client ids.
+    node_id: String,
+    presence_max_clients: usize,
 }
 
 impl fmt::Debug for Hub {
@@ -144,6 +149,8 @@ impl Hub {
             registry: RwLock::new(Registry::default()),
             stats: HubStats::default(),
             next_connection: AtomicU64::new(1),
+            node_id: presence::node_id(),
+            presence_max_clients: config.presence_max_clients,
         });
         hub.backplane.attach(Arc::new(Fanout(Arc::downgrade(&hub))));
         hub
@@ -181,6 +188,24 @@ impl Hub {
         Ok(position)
     }
 
+    /// Which clients subscribe to `topic` (exactly, on any node): the count and at most
+    /// `hub.presence_max_clients` entries. Only for topics whose policy enables presence.
+    pub async fn presence(&self, topic: &str) -> Result<PresenceList, PresenceError> {
+        validate_topic(topic).map_err(PresenceError::InvalidTopic)?;
+        if !self.policies.for_topic(topic).presence {
+            return Err(PresenceError::NotEnabled(topic.to_string()));
+        }
+        self.backplane
+            .presence(topic, self.presence_max_clients)
+            .await
+            .map_err(|e| PresenceError::Backplane(e.0))
+    }
+
+    /// This process's id, the first part of the client id of each of its connections.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
     /// Every topic known, sorted by name, with this node's subscriber counts.
     pub fn topics(&self) -> Vec<TopicInfo> {
         let states = self.backplane.topics();
@@ -209,7 +234,8 @@ impl Hub {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        crate::session::run(Member::new(self.clone()), ws, permissions, shutdown).await;
+        let member = Member::identified(self.clone(), permissions.user.as_deref());
+        crate::session::run(member, ws, permissions, shutdown).await;
     }
 
     /// The hub's counters.
@@ -224,6 +250,11 @@ impl Hub {
         out.push_str(&format!(
             "# HELP tether_backplane_up Whether the backplane works (1) or is degraded (0).\n\
              # TYPE tether_backplane_up gauge\ntether_backplane_up {up}\n"
+        ));
+        let entries = self.backplane.local_presence_entries();
+        out.push_str(&format!(
+            "# HELP tether_presence_entries Presence entries of this node's connections.\n\
+             # TYPE tether_presence_entries gauge\ntether_presence_entries {entries}\n"
         ));
         self.backplane.render_metrics(out);
     }

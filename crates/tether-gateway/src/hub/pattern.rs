@@ -117,6 +117,9 @@ pub struct Permissions {
     pub subscribe: Vec<String>,
     /// Patterns of the topics the client may publish to.
     pub publish: Vec<String>,
+    /// Who the client is, as presence lists it: a JWT's `sub` when it is a string; `None`
+    /// for static tokens, anonymous access and no auth.
+    pub user: Option<String>,
 }
 
 impl Permissions {
@@ -125,6 +128,7 @@ impl Permissions {
         Permissions {
             subscribe: vec!["*".into()],
             publish: vec!["*".into()],
+            user: None,
         }
     }
 
@@ -216,6 +220,7 @@ mod tests {
         let perms = Permissions {
             subscribe: vec!["prices.*".into(), "news".into(), "bad pattern".into()],
             publish: vec!["chat.*".into()],
+            user: None,
         };
         assert!(perms.can_subscribe("prices.AAPL"));
         assert!(perms.can_subscribe("prices.eu.*"));

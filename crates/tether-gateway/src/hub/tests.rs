@@ -205,6 +205,112 @@ async fn a_pattern_resume_covers_known_new_and_vanished_topics() {
     );
 }
 
+fn presence_hub(max_clients: usize) -> Arc<Hub> {
+    Hub::new(HubConfig {
+        presence_max_clients: max_clients,
+        topics: vec![TopicPolicy {
+            pattern: "room.*".into(),
+            history_count: None,
+            history_age_secs: None,
+            latest_per_key: false,
+            slow_consumer: None,
+            presence: true,
+        }],
+        ..HubConfig::default()
+    })
+}
+
+fn clients(list: &PresenceList) -> Vec<(String, Option<String>)> {
+    list.clients
+        .iter()
+        .map(|e| (e.client.clone(), e.user.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn presence_counts_exact_subscriptions_once_and_leaves_on_unsubscribe_and_drop() {
+    let hub = presence_hub(10);
+    let p = |s| Pattern::parse(s).unwrap();
+    let mut alice = Member::identified(hub.clone(), Some("alice"));
+    let mut anonymous = Member::new(hub.clone());
+    assert!(alice.presence_entry().client.starts_with(hub.node_id()));
+    assert_ne!(
+        alice.presence_entry().client,
+        anonymous.presence_entry().client
+    );
+    for _ in 0..3 {
+        alice.subscribe(p("room.a"), Resume::Live).await.unwrap();
+    }
+    // A pattern does not count, nor a topic without presence.
+    anonymous
+        .subscribe(p("room.*"), Resume::Live)
+        .await
+        .unwrap();
+    anonymous.subscribe(p("other"), Resume::Live).await.unwrap();
+    let list = hub.presence("room.a").await.unwrap();
+    assert_eq!(list.count, 1);
+    let alice_entry = (alice.presence_entry().client.clone(), Some("alice".into()));
+    assert_eq!(clients(&list), std::slice::from_ref(&alice_entry));
+    anonymous
+        .subscribe(p("room.a"), Resume::Live)
+        .await
+        .unwrap();
+    let list = hub.presence("room.a").await.unwrap();
+    assert_eq!(list.count, 2);
+    assert!(clients(&list).contains(&(anonymous.presence_entry().client.clone(), None)));
+    let mut metrics = String::new();
+    hub.render_metrics(&mut metrics);
+    assert!(
+        metrics.contains("\ntether_presence_entries 2\n"),
+        "{metrics}"
+    );
+    assert!(anonymous.unsubscribe(&p("room.a")));
+    assert_eq!(
+        clients(&hub.presence("room.a").await.unwrap()),
+        [alice_entry]
+    );
+    // Unsubscribing the pattern leaves the presence alone; dropping the member leaves.
+    alice.subscribe(p("room.*"), Resume::Live).await.unwrap();
+    assert!(alice.unsubscribe(&p("room.*")));
+    assert_eq!(hub.presence("room.a").await.unwrap().count, 1);
+    drop(alice);
+    assert_eq!(
+        hub.presence("room.a").await.unwrap(),
+        PresenceList::default()
+    );
+    drop(anonymous);
+    let mut metrics = String::new();
+    hub.render_metrics(&mut metrics);
+    assert!(
+        metrics.contains("\ntether_presence_entries 0\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn presence_queries_are_checked_and_truncated() {
+    let hub = presence_hub(2);
+    assert!(matches!(
+        hub.presence("room.*").await,
+        Err(PresenceError::InvalidTopic(_))
+    ));
+    let err = hub.presence("other").await.unwrap_err();
+    assert_eq!(err, PresenceError::NotEnabled("other".into()));
+    assert!(err.to_string().contains("presence = true"), "{err}");
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        let mut member = Member::new(hub.clone());
+        member
+            .subscribe(Pattern::parse("room.big").unwrap(), Resume::Live)
+            .await
+            .unwrap();
+        members.push(member);
+    }
+    let list = hub.presence("room.big").await.unwrap();
+    assert_eq!((list.count, list.clients.len()), (3, 2));
+    assert!(list.truncated());
+}
+
 /// A backplane that is down.
 struct Down;
 
@@ -237,6 +343,24 @@ impl Backplane for Down {
     fn health(&self) -> Health {
         Health::Degraded("down".into())
     }
+    fn join_presence<'a>(
+        &'a self,
+        _topic: &'a str,
+        _entry: &'a PresenceEntry,
+    ) -> BoxFuture<'a, Result<(), BackplaneError>> {
+        Box::pin(async { Err(BackplaneError("down".into())) })
+    }
+    fn leave_presence(&self, _topic: &str, _entry: &PresenceEntry) {}
+    fn presence<'a>(
+        &'a self,
+        _topic: &'a str,
+        _limit: usize,
+    ) -> BoxFuture<'a, Result<PresenceList, BackplaneError>> {
+        Box::pin(async { Err(BackplaneError("down".into())) })
+    }
+    fn local_presence_entries(&self) -> usize {
+        0
+    }
 }
 
 #[tokio::test]
@@ -257,6 +381,24 @@ async fn a_failing_backplane_fails_requests_and_leaves_nothing_behind() {
     assert!(!member.is_subscribed(&pattern));
     assert_eq!(hub.stats().subscriptions(), 0);
     assert_eq!(hub.health(), Health::Degraded("down".into()));
+    let enabled = Hub::with_backplane(
+        HubConfig {
+            topics: vec![TopicPolicy {
+                pattern: "*".into(),
+                history_count: None,
+                history_age_secs: None,
+                latest_per_key: false,
+                slow_consumer: None,
+                presence: true,
+            }],
+            ..HubConfig::default()
+        },
+        Arc::new(Down),
+    );
+    assert_eq!(
+        enabled.presence("t").await,
+        Err(PresenceError::Backplane("down".into()))
+    );
 }
 
 #[test]

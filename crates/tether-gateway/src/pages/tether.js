@@ -6,9 +6,10 @@
 //   client.addEventListener("state", (e) => console.log(e.detail.state));
 //   await client.subscribe("stocks.*", (msg) => console.log(msg.topic, msg.data));
 //   await client.publish("chat.lobby", { text: "hi" });
+//   const { count, clients } = await client.presence("chat.lobby");  // [{client, user}]
 //
 // What it does for the page:
-// - promise-based acks: subscribe, unsubscribe and publish resolve with the server's ack and
+// - promise-based acks: subscribe, unsubscribe, publish and presence resolve with the server's ack and
 //   reject with its error ({code, reason}, see docs/PROTOCOL.md), or with code
 //   "connection_lost" when the connection drops before the ack (a publish may then have
 //   happened or not), or "timeout";
@@ -142,6 +143,17 @@ export class TetherClient extends EventTarget {
     const request = { type: "publish", topic, data: data === undefined ? null : data };
     if (key !== undefined) request.key = String(key);
     return this.#request(request);
+  }
+
+  /**
+   * Who subscribes to `topic` (exactly, on any node of the gateway), for a topic whose policy
+   * keeps presence. Resolves with {topic, count, clients: [{client, user}], truncated}:
+   * `clients` lists at most the gateway's `hub.presence_max_clients`; `truncated` is true when
+   * it lists fewer than `count`. Rejects with "presence_disabled" for other topics.
+   */
+  async presence(topic) {
+    const ack = await this.#request({ type: "presence", topic });
+    return { topic: ack.topic, count: ack.count, clients: ack.clients, truncated: ack.truncated === true };
   }
 
   /** Closes for good (no reconnect) with `code` and `reason`. */

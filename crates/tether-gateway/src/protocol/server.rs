@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{ErrorCode, RequestId, ServerMessage};
-use crate::hub::{Epoch, Position};
+use crate::hub::{Epoch, Position, PresenceEntry, PresenceList};
 
 /// A request succeeded. Which fields are set depends on the request:
 ///
@@ -14,6 +14,9 @@ use crate::hub::{Epoch, Position};
 ///   the subscribe resumed.
 /// - `unsubscribe`: none besides `id`.
 /// - `publish`: `topic`, `epoch` and `offset` of the published message.
+/// - `presence`: `topic`, `count` (every client present) and `clients` (at most the
+///   server's `hub.presence_max_clients`, sorted by client id), with `truncated: true` when
+///   `clients` lists fewer than `count`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ack {
@@ -23,7 +26,7 @@ pub struct Ack {
     /// For `subscribe`: each topic synced and where it stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topics: Option<BTreeMap<String, TopicStatus>>,
-    /// For `publish`: the topic.
+    /// For `publish` and `presence`: the topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
     /// For `publish`: the message's epoch.
@@ -32,6 +35,15 @@ pub struct Ack {
     /// For `publish`: the message's offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
+    /// For `presence`: how many clients are present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    /// For `presence`: the clients listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Vec<PresenceEntry>>,
+    /// For `presence`: `true` when `clients` lists fewer than `count` (absent otherwise).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// A topic's state in a `subscribe` ack.
@@ -115,6 +127,18 @@ impl Ack {
     pub fn unsubscribed(id: Option<RequestId>) -> Self {
         Ack {
             id,
+            ..Ack::default()
+        }
+    }
+
+    /// The ack of a presence query.
+    pub fn presence(id: Option<RequestId>, topic: String, list: PresenceList) -> Self {
+        Ack {
+            id,
+            topic: Some(topic),
+            count: Some(list.count),
+            truncated: list.truncated(),
+            clients: Some(list.clients),
             ..Ack::default()
         }
     }

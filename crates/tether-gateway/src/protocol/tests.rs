@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::*;
-use crate::hub::Record;
+use crate::hub::{PresenceList, Record};
 
 fn parse_err(text: &str) -> RequestError {
     Request::parse(text).unwrap_err()
@@ -145,6 +145,7 @@ fn requests_round_trip_through_to_json() {
         r#"{"type":"subscribe","id":"s","topic":"a","since":{"epoch":"000000000000feed","offset":3}}"#,
         r#"{"type":"unsubscribe","topic":"a"}"#,
         r#"{"type":"publish","id":2,"topic":"a","data":{"x":[1,true,null]},"key":"k"}"#,
+        r#"{"type":"presence","id":3,"topic":"chat.lobby"}"#,
     ];
     for text in requests {
         let request = Request::parse(text).unwrap();
@@ -185,6 +186,67 @@ fn server_messages_serialize_as_documented() {
     assert_eq!(
         error.to_string(),
         r#"{"type":"error","code":"forbidden","reason":"no"}"#
+    );
+}
+
+#[test]
+fn presence_parses_takes_only_a_topic_and_its_ack_lists_the_clients() {
+    let Request::Presence { id, topic } =
+        Request::parse(r#"{"type":"presence","id":"p","topic":"chat.lobby"}"#).unwrap()
+    else {
+        panic!("not a presence request")
+    };
+    assert_eq!(
+        (id, topic.as_str()),
+        (Some(RequestId::Text("p".into())), "chat.lobby")
+    );
+    let e = parse_err(r#"{"type":"presence","id":1}"#);
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    assert!(
+        e.reason.contains("presence needs \"topic\""),
+        "{}",
+        e.reason
+    );
+    let e = parse_err(r#"{"type":"presence","topic":"t","data":1}"#);
+    assert!(
+        e.reason.contains("presence does not take \"data\""),
+        "{}",
+        e.reason
+    );
+    assert!(parse_err(r#"{"type":"dance"}"#).reason.contains("presence"));
+
+    let list = PresenceList {
+        count: 3,
+        clients: vec![
+            PresenceEntry::new("00000000000000aa-1", Some("alice")),
+            PresenceEntry::new("00000000000000bb-7", None),
+        ],
+    };
+    let ack = ServerMessage::Ack(Ack::presence(
+        Some(RequestId::Number(4)),
+        "chat.lobby".into(),
+        list,
+    ));
+    assert_eq!(
+        serde_json::to_value(&ack).unwrap(),
+        json!({"type": "ack", "id": 4, "topic": "chat.lobby", "count": 3, "truncated": true,
+               "clients": [{"client": "00000000000000aa-1", "user": "alice"},
+                           {"client": "00000000000000bb-7"}]})
+    );
+    let ServerMessage::Ack(parsed) = ServerMessage::parse(&ack.to_string()).unwrap() else {
+        panic!()
+    };
+    assert_eq!((parsed.count, parsed.truncated), (Some(3), true));
+    assert_eq!(parsed.clients.unwrap()[0].user.as_deref(), Some("alice"));
+    let whole = Ack::presence(None, "t".into(), PresenceList::default());
+    assert_eq!(
+        ServerMessage::Ack(whole).to_string(),
+        r#"{"type":"ack","topic":"t","count":0,"clients":[]}"#
+    );
+    let disabled = RequestError::new(None, ErrorCode::PresenceDisabled, "no").to_reply();
+    assert_eq!(
+        disabled.to_string(),
+        r#"{"type":"error","code":"presence_disabled","reason":"no"}"#
     );
 }
 

@@ -117,6 +117,8 @@ pub(crate) struct Shared {
     trouble: Notify,
     /// The link came up: held publishes may go.
     link_up: Notify,
+    /// The link came up: presence adds this node's entries again.
+    pub(crate) came_up: Notify,
 }
 
 impl Shared {
@@ -135,6 +137,7 @@ impl Shared {
             }),
             trouble: Notify::new(),
             link_up: Notify::new(),
+            came_up: Notify::new(),
         }
     }
 
@@ -199,6 +202,7 @@ impl Shared {
             }
         }
         self.link_up.notify_waiters();
+        self.came_up.notify_one();
     }
 
     fn set_down(&self, reason: String) {

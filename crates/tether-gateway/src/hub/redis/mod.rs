@@ -18,6 +18,9 @@
 //! until Redis is back (see [`buffer`](self::buffer)); a publish is never acknowledged
 //! without being in the stream. Local connections go on; `/healthz` says `degraded`.
 //!
+//! Presence (topics with `presence = true`) is a sorted set per topic with an expiry per
+//! entry that every node refreshes for its own clients; see [`presence`](self::presence).
+//!
 //! Standalone Redis (`redis://` and `rediss://` URLs, `redis+unix://`), or the master that
 //! Redis Sentinel names (`hub.redis_sentinels`, followed across failovers; with
 //! `hub.redis_wait_replicas` a publish is acknowledged only once replicas have it, so a
@@ -26,6 +29,7 @@
 
 mod buffer;
 mod link;
+mod presence;
 mod scripts;
 mod wire;
 
@@ -43,6 +47,7 @@ use super::backplane::{
 };
 use super::config::{BackplaneKind, HubConfig, OutagePolicy};
 use super::pattern::Pattern;
+use super::presence::{PresenceEntry, PresenceList};
 use super::record::{Epoch, Position};
 use super::topic::HistoryPolicy;
 use super::{Hub, lock};
@@ -55,7 +60,9 @@ pub struct RedisBackplane {
     buffer: Option<PublishBuffer>,
     /// Replicas that must confirm a publish before it is acknowledged (`WAIT`).
     wait_replicas: u32,
+    presence: Arc<presence::Presence>,
     link: tokio::task::JoinHandle<()>,
+    refresh: tokio::task::JoinHandle<()>,
 }
 
 /// Where `config` says Redis is: one URL, or the master the sentinels name. Errors name the
@@ -125,12 +132,16 @@ impl RedisBackplane {
         let link = tokio::spawn(link::run(shared.clone()));
         let buffer = (config.redis_outage == OutagePolicy::Buffer)
             .then(|| PublishBuffer::new(config.redis_buffer_bytes, config.redis_buffer_wait));
+        let presence = Arc::new(presence::Presence::new(config.presence_ttl));
+        let refresh = tokio::spawn(presence::run(shared.clone(), presence.clone()));
         Ok(RedisBackplane {
             shared,
             topics: Default::default(),
             buffer,
             wait_replicas: config.redis_wait_replicas,
+            presence,
             link,
+            refresh,
         })
     }
 
@@ -175,6 +186,7 @@ impl RedisBackplane {
 impl Drop for RedisBackplane {
     fn drop(&mut self) {
         self.link.abort();
+        self.refresh.abort();
     }
 }
 
@@ -351,6 +363,30 @@ impl Backplane for RedisBackplane {
 
     fn health(&self) -> Health {
         self.shared.health()
+    }
+
+    fn join_presence<'a>(
+        &'a self,
+        topic: &'a str,
+        entry: &'a PresenceEntry,
+    ) -> BoxFuture<'a, Result<(), BackplaneError>> {
+        Box::pin(self.presence.join(&self.shared, topic, entry))
+    }
+
+    fn leave_presence(&self, topic: &str, entry: &PresenceEntry) {
+        self.presence.leave(&self.shared, topic, entry);
+    }
+
+    fn presence<'a>(
+        &'a self,
+        topic: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<PresenceList, BackplaneError>> {
+        Box::pin(self.presence.query(&self.shared, topic, limit))
+    }
+
+    fn local_presence_entries(&self) -> usize {
+        lock(&self.presence.local).len()
     }
 
     fn render_metrics(&self, out: &mut String) {

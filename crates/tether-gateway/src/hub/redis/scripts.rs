@@ -122,6 +122,29 @@ end
 return out
 "#;
 
+/// KEYS: presence set. ARGV: ttl_ms, member*. Adds (or refreshes) each member with the
+/// score "now + ttl" by Redis's clock, after dropping the expired ones, and lets the whole
+/// set expire when no node refreshes it for a ttl. Replies the number of members given.
+const PRESENCE_REFRESH: &str = r#"
+local now = now_ms()
+local ttl = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], now + ttl, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ttl)
+return #ARGV - 1
+"#;
+
+/// KEYS: presence set. ARGV: limit. Drops the expired members, then replies
+/// `[count, member*]` with at most `limit` members.
+const PRESENCE_READ: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms())
+local out = {redis.call('ZCARD', KEYS[1])}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)) do
+  table.insert(out, m)
+end
+return out
+"#;
+
 /// The publish script.
 pub(crate) static PUBLISH_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{COMMON}{PUBLISH}")));
@@ -129,3 +152,11 @@ pub(crate) static PUBLISH_SCRIPT: LazyLock<Script> =
 /// The read script (replay and catch-up).
 pub(crate) static READ_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{COMMON}{READ}")));
+
+/// The presence refresh script (join, refresh, re-add after an outage).
+pub(crate) static PRESENCE_REFRESH_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{COMMON}{PRESENCE_REFRESH}")));
+
+/// The presence query script.
+pub(crate) static PRESENCE_READ_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{COMMON}{PRESENCE_READ}")));

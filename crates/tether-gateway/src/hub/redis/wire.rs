@@ -9,6 +9,7 @@
 //! | `tether:{T}:meta` | hash | `epoch` (16 hex digits, set once with HSETNX), `last` (the newest offset, HINCRBY), `evicted` (the highest offset dropped by the count or age bound) |
 //! | `tether:{T}:log` | stream | one entry per retained record, id `OFFSET-0`, fields `at` (Redis time, ms), `ts`, `data`, `key` |
 //! | `tether:{T}:keys` | hash | latest-per-key topics: key → offset of its retained record |
+//! | `tether:{T}:presence` | sorted set | presence topics: member = a client's entry (JSON `{"client","user"}`), score = when it expires (Redis time, ms); the set expires a TTL after its last refresh |
 //! | `tether:topics` | set | every topic published to |
 //!
 //! The stream id's first part is the offset, so "after offset N" is the id range
@@ -21,6 +22,7 @@ use ::redis::Value;
 use bytes::Bytes;
 
 use crate::hub::backplane::ReplayFrom;
+use crate::hub::presence::{PresenceEntry, PresenceList};
 use crate::hub::record::{Epoch, Position, Record};
 
 /// The pub/sub channel every publish notifies and every node subscribes to.
@@ -35,6 +37,7 @@ pub(crate) struct TopicKeys {
     pub(crate) meta: String,
     pub(crate) log: String,
     pub(crate) keys: String,
+    pub(crate) presence: String,
 }
 
 impl TopicKeys {
@@ -43,6 +46,7 @@ impl TopicKeys {
             meta: format!("tether:{{{topic}}}:meta"),
             log: format!("tether:{{{topic}}}:log"),
             keys: format!("tether:{{{topic}}}:keys"),
+            presence: format!("tether:{{{topic}}}:presence"),
         }
     }
 }
@@ -217,6 +221,32 @@ pub(crate) fn role(reply: &Value) -> Option<&str> {
     }
 }
 
+/// Parses the presence query script's reply, `[count, member*]`: the count and the entries,
+/// sorted by client id.
+pub(crate) fn parse_presence_reply(reply: &Value) -> Result<PresenceList, String> {
+    let Value::Array(items) = reply else {
+        return Err(format!(
+            "unexpected reply to the presence script: {reply:?}"
+        ));
+    };
+    let Some((count, members)) = items.split_first() else {
+        return Err("the presence script replied nothing".into());
+    };
+    let count = usize::try_from(unsigned(count)?).map_err(|e| e.to_string())?;
+    let mut clients = members
+        .iter()
+        .map(|m| PresenceEntry::from_member(bytes(m)?))
+        .collect::<Result<Vec<_>, _>>()?;
+    if clients.len() > count {
+        return Err(format!(
+            "the presence script listed {} entries of {count}",
+            clients.len()
+        ));
+    }
+    clients.sort();
+    Ok(PresenceList { count, clients })
+}
+
 fn bytes(value: &Value) -> Result<&[u8], String> {
     match value {
         Value::BulkString(b) => Ok(b),
@@ -241,6 +271,36 @@ fn unsigned(value: &Value) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presence_replies_parse_sorted_and_bad_ones_are_refused() {
+        let member = |text: &str| Value::BulkString(text.as_bytes().to_vec());
+        let reply = Value::Array(vec![
+            Value::Int(3),
+            member(r#"{"client":"b-2"}"#),
+            member(r#"{"client":"a-1","user":"alice"}"#),
+        ]);
+        let list = parse_presence_reply(&reply).unwrap();
+        assert_eq!(list.count, 3);
+        assert_eq!(
+            list.clients,
+            [
+                PresenceEntry::new("a-1", Some("alice")),
+                PresenceEntry::new("b-2", None)
+            ]
+        );
+        assert!(list.truncated());
+        assert!(parse_presence_reply(&Value::Array(vec![])).is_err());
+        assert!(parse_presence_reply(&Value::Int(1)).is_err());
+        let bad = Value::Array(vec![Value::Int(1), member("{\"who\":1}")]);
+        assert!(
+            parse_presence_reply(&bad)
+                .unwrap_err()
+                .contains("presence entry")
+        );
+        let too_many = Value::Array(vec![Value::Int(0), member(r#"{"client":"a"}"#)]);
+        assert!(parse_presence_reply(&too_many).is_err());
+    }
 
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())
@@ -269,6 +329,7 @@ mod tests {
         assert_eq!(keys.meta, "tether:{prices.AAPL}:meta");
         assert_eq!(keys.log, "tether:{prices.AAPL}:log");
         assert_eq!(keys.keys, "tether:{prices.AAPL}:keys");
+        assert_eq!(keys.presence, "tether:{prices.AAPL}:presence");
     }
 
     #[test]
