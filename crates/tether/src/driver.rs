@@ -20,7 +20,7 @@ use crate::keepalive::Keepalive;
 
 /// Size of the per-thread read buffer. Connections borrow it for one read and keep only the
 /// bytes the engine has not parsed, so an idle connection holds no read buffer.
-const READ_BUF_SIZE: usize = 64 << 10;
+const READ_BUF_SIZE: usize = 128 << 10;
 
 /// Most reads per wake-up before yielding to other tasks.
 const READS_PER_WAKE: usize = 16;
@@ -48,8 +48,9 @@ pub(crate) struct Driver<S> {
     pub(crate) conn: Connection,
     transport: Transport,
     eof: bool,
-    /// An error to report once, before the stream ends.
-    pending_error: Option<Error>,
+    /// An error to report once, before the stream ends. Boxed: it is rare, and `Error` is
+    /// large next to an idle connection.
+    pending_error: Option<Box<Error>>,
     close_timer: Option<Pin<Box<Sleep>>>,
     pub(crate) keepalive: Option<Box<Keepalive>>,
 }
@@ -111,7 +112,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
             if let Some(e) = self.pending_error.take() {
                 let _ = self.poll_write_out(cx);
-                return Poll::Ready(Some(Err(e)));
+                return Poll::Ready(Some(Err(*e)));
             }
             if self.transport == Transport::Done {
                 return Poll::Ready(None);
@@ -278,7 +279,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         CloseCode::POLICY_VIOLATION,
                         "idle timeout",
                     )));
-                    self.pending_error = Some(Error::IdleTimeout);
+                    self.pending_error = Some(Box::new(Error::IdleTimeout));
                     return Poll::Ready(Ok(()));
                 }
                 Poll::Pending => {}

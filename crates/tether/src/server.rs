@@ -1,5 +1,7 @@
 //! Accepting connections: the server side of the opening handshake over any byte stream.
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use tether_proto::Config;
@@ -47,15 +49,19 @@ where
 /// Malformed or refused requests are answered with their precise status (400, 403, 426, 431)
 /// and the matching [`Error`] is returned. The caller bounds the time it takes (wrap the call
 /// in `tokio::time::timeout`).
+///
+/// `config` is a [`Config`], or an `Arc<Config>` that many connections share: an idle
+/// connection then holds a pointer to it instead of a copy.
 pub async fn accept_with<S, F>(
     mut stream: S,
-    config: Config,
+    config: impl Into<Arc<Config>>,
     callback: F,
 ) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&Request) -> Result<AcceptOptions, Rejection>,
 {
+    let config: Arc<Config> = config.into();
     let (request, buf, head_len) = match read_request(&mut stream, &config).await {
         Ok(parsed) => parsed,
         Err(ReadError::Io(e)) => return Err(Error::Io(e)),

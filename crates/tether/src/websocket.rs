@@ -41,15 +41,25 @@ pub struct Negotiated {
 /// with one system call; `send` (feed + flush) writes once per message.
 pub struct WebSocket<S> {
     driver: Driver<S>,
-    negotiated: Negotiated,
-    close_frame: Option<Option<CloseFrame>>,
+    /// `None` for the common agreement (no subprotocol, no compression): an idle connection
+    /// then holds one pointer for it.
+    negotiated: Option<Box<Negotiated>>,
 }
+
+/// What [`WebSocket::negotiated`] returns when nothing was agreed.
+static NOTHING_NEGOTIATED: Negotiated = Negotiated {
+    subprotocol: None,
+    compression: false,
+};
 
 impl<S> fmt::Debug for WebSocket<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocket")
             .field("conn", &self.driver.conn)
-            .field("negotiated", &self.negotiated)
+            .field(
+                "negotiated",
+                self.negotiated.as_deref().unwrap_or(&NOTHING_NEGOTIATED),
+            )
             .finish()
     }
 }
@@ -65,21 +75,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ) -> Self {
         let mut driver = Driver::new(io, conn);
         driver.conn.receive(leftover);
-        WebSocket {
-            driver,
-            negotiated,
-            close_frame: None,
-        }
+        let negotiated = (negotiated != NOTHING_NEGOTIATED).then(|| Box::new(negotiated));
+        WebSocket { driver, negotiated }
     }
 
     /// What the handshake agreed on.
     pub fn negotiated(&self) -> &Negotiated {
-        &self.negotiated
+        self.negotiated.as_deref().unwrap_or(&NOTHING_NEGOTIATED)
     }
 
     /// The subprotocol in use, if any.
     pub fn subprotocol(&self) -> Option<&str> {
-        self.negotiated.subprotocol.as_deref()
+        self.negotiated().subprotocol.as_deref()
     }
 
     /// This endpoint's role.
@@ -184,9 +191,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
-        if this.close_frame.is_none() && this.driver.conn.state() == State::Open {
-            this.close_frame = Driver::<S>::normal_close();
-        }
-        this.driver.poll_close(cx, &mut this.close_frame)
+        // The first call queues the close frame (the state is then no longer `Open`); later
+        // calls only drive the closing handshake.
+        let mut frame = if this.driver.conn.state() == State::Open {
+            Driver::<S>::normal_close()
+        } else {
+            None
+        };
+        this.driver.poll_close(cx, &mut frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an idle connection's task holds: the engine, the transport and little else
+    /// (docs/PERFORMANCE.md, memory per idle connection).
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn an_idle_websocket_is_small() {
+        let size = std::mem::size_of::<WebSocket<tokio::net::TcpStream>>();
+        assert!(size <= 256, "WebSocket<TcpStream> is {size} bytes");
+    }
+
+    #[tokio::test]
+    async fn negotiated_reads_back_with_and_without_an_agreement() {
+        let (a, _b) = tokio::io::duplex(64);
+        let plain = WebSocket::from_connection(
+            a,
+            Connection::server(tether_proto::Config::default(), None),
+            Negotiated::default(),
+            &[],
+        );
+        assert_eq!(plain.negotiated(), &Negotiated::default());
+        assert_eq!(plain.subprotocol(), None);
+        let (a, _b) = tokio::io::duplex(64);
+        let agreed = Negotiated {
+            subprotocol: Some("chat".into()),
+            compression: false,
+        };
+        let chat = WebSocket::from_connection(
+            a,
+            Connection::server(tether_proto::Config::default(), None),
+            agreed.clone(),
+            &[],
+        );
+        assert_eq!(chat.negotiated(), &agreed);
+        assert_eq!(chat.subprotocol(), Some("chat"));
     }
 }

@@ -7,6 +7,7 @@ mod stream;
 
 use std::fmt;
 use std::io::IoSlice;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -60,7 +61,8 @@ pub type MaskKeys = Box<dyn FnMut() -> [u8; 4] + Send>;
 /// [`should_close_transport`](Self::should_close_transport).
 pub struct Connection {
     role: Role,
-    config: Config,
+    /// Shared: connections accepted with one configuration point at one copy of it.
+    config: Arc<Config>,
     state: State,
     /// Boxed: most connections do not compress, and an idle one should stay small.
     deflate: Option<Box<PerMessageDeflate>>,
@@ -69,10 +71,11 @@ pub struct Connection {
     mask_keys: Option<MaskKeys>,
     /// Bytes received and not parsed yet: at most one read plus a partial header.
     input: BytesMut,
-    /// The data frame whose payload is arriving, if any.
-    frame: Option<recv::IncomingFrame>,
+    /// The data frame whose payload is arriving, if any. Boxed, as is `message`: a connection
+    /// between messages (most idle ones) pays one pointer for each.
+    frame: Option<Box<recv::IncomingFrame>>,
     /// The message being reassembled, if any.
-    message: Option<recv::IncomingMessage>,
+    message: Option<Box<recv::IncomingMessage>>,
     outbound: Outbound,
     /// Data frames are passed on one by one instead of reassembled ([`Connection::stream_frames`]).
     streaming: bool,
@@ -99,23 +102,31 @@ impl fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// A server-side connection. `deflate` is what the handshake negotiated.
-    pub fn server(config: Config, deflate: Option<DeflateParams>) -> Connection {
-        Connection::new(Role::Server, config, deflate, None)
+    /// A server-side connection. `deflate` is what the handshake negotiated. `config` is a
+    /// [`Config`] or an `Arc<Config>` shared by many connections (an idle connection then
+    /// holds a pointer to it, not a copy).
+    pub fn server(config: impl Into<Arc<Config>>, deflate: Option<DeflateParams>) -> Connection {
+        Connection::new(Role::Server, config.into(), deflate, None)
     }
 
     /// A client-side connection that masks each frame with a fresh key from `mask_keys`.
+    /// `config` as for [`Connection::server`].
     pub fn client(
-        config: Config,
+        config: impl Into<Arc<Config>>,
         deflate: Option<DeflateParams>,
         mask_keys: impl FnMut() -> [u8; 4] + Send + 'static,
     ) -> Connection {
-        Connection::new(Role::Client, config, deflate, Some(Box::new(mask_keys)))
+        Connection::new(
+            Role::Client,
+            config.into(),
+            deflate,
+            Some(Box::new(mask_keys)),
+        )
     }
 
     fn new(
         role: Role,
-        config: Config,
+        config: Arc<Config>,
         deflate: Option<DeflateParams>,
         mask_keys: Option<MaskKeys>,
     ) -> Connection {

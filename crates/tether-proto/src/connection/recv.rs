@@ -188,16 +188,16 @@ impl Connection {
             self.input.advance(header_len);
             let first = header.opcode != OpCode::Continuation;
             if first {
-                self.message = Some(IncomingMessage::new(header.opcode, header.rsv1));
+                self.message = Some(Box::new(IncomingMessage::new(header.opcode, header.rsv1)));
             }
-            self.frame = Some(IncomingFrame {
+            self.frame = Some(Box::new(IncomingFrame {
                 fin: header.fin,
                 mask: header.mask,
                 remaining: header.payload_len,
                 offset: 0,
                 first,
                 payload: bytes::BytesMut::new(),
-            });
+            }));
         }
     }
 
@@ -294,7 +294,7 @@ impl Connection {
 
     fn finish_message(&mut self) -> Result<Message, ProtocolError> {
         let limit = self.config.max_message_size;
-        let mut msg = self
+        let mut msg = *self
             .message
             .take()
             .expect("a final frame belongs to a message");

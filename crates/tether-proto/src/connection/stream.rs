@@ -148,7 +148,7 @@ impl Connection {
                         continue;
                     }
                 }
-                let frame = self.frame.take().expect("checked above");
+                let frame = *self.frame.take().expect("checked above");
                 let msg = self
                     .message
                     .as_ref()
@@ -198,16 +198,16 @@ impl Connection {
             self.input.advance(header_len);
             let first = header.opcode != OpCode::Continuation;
             if first {
-                self.message = Some(IncomingMessage::new(header.opcode, header.rsv1));
+                self.message = Some(Box::new(IncomingMessage::new(header.opcode, header.rsv1)));
             }
-            self.frame = Some(IncomingFrame {
+            self.frame = Some(Box::new(IncomingFrame {
                 fin: header.fin,
                 mask: header.mask,
                 remaining: header.payload_len,
                 offset: 0,
                 first,
                 payload: BytesMut::new(),
-            });
+            }));
         }
     }
 

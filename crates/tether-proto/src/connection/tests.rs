@@ -735,3 +735,28 @@ fn a_declared_frame_length_alone_reserves_at_most_twice_what_arrived() {
         srv.input.capacity()
     );
 }
+
+/// An idle connection's state stays small: the configuration is shared, and what a message in
+/// progress needs is boxed (docs/PERFORMANCE.md, memory per idle connection).
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn an_idle_connection_is_small() {
+    assert!(
+        std::mem::size_of::<Connection>() <= 192,
+        "Connection is {} bytes",
+        std::mem::size_of::<Connection>()
+    );
+}
+
+#[test]
+fn connections_share_one_config() {
+    let config = std::sync::Arc::new(Config {
+        max_message_size: 1234,
+        ..Config::default()
+    });
+    let a = Connection::server(config.clone(), None);
+    let b = Connection::client(config.clone(), None, || [1, 2, 3, 4]);
+    assert_eq!(std::sync::Arc::strong_count(&config), 3);
+    assert_eq!(a.config().max_message_size, 1234);
+    assert_eq!(b.config().max_message_size, 1234);
+}
