@@ -400,9 +400,18 @@ TRIED = [
     "- Masking 16 bytes per step, a 4 KiB first outbound buffer (no reallocation per reply): "
     "callgrind ~1,054 -> ~898 instructions per echoed 16 B message (docs/perf/).",
     "- Idle memory: the deflate state and the echo server's handshake future boxed: "
-    "2,445 -> 1,422 bytes per connection over 10,000 (bench/pyload.py --idle). What is left "
-    "is mostly tokio's per-task and per-socket state (128-byte aligned) and the engine's "
-    "`Connection` (600 bytes by size_of before the deflate state was boxed) with its `Config` inline.",
+    "2,445 -> 1,422 bytes per connection over 10,000 (bench/pyload.py --idle). Then the "
+    "engine's `Config` shared by `Arc` (`Connection::server`/`client` and `accept_with` take "
+    "`impl Into<Arc<Config>>`), its partial-frame and partial-message state boxed, the "
+    "driver's pending error and a non-default `Negotiated` boxed: `Connection` 344 -> 184 "
+    "bytes, `WebSocket<TcpStream>` 552 -> 256; the echo task waits for send room before it "
+    "reads (so no message is held across a wait) and gets its handshake boxed from outside: "
+    "its future is 280 bytes and tokio's task cell (128-byte aligned) 384. `tether bench idle` "
+    "A/B against the previous build: 1,495 -> 1,077 bytes per connection over 2,000 and "
+    "1,430 -> 1,036 over 10,000 (0.72x; docs/perf/idle-and-64k.md). What is left is "
+    "tokio's: the task cell and the socket's `Arc<ScheduledIo>` (256 bytes, 128-aligned), "
+    "with glibc's slack for aligned allocations; the next cell size down (256) needs a task "
+    "future under ~160 bytes.",
     "- 64 KiB echo: `strace -c` showed 3 `brk` calls and 2 page faults per message (glibc "
     "trimming and regrowing the heap as the read buffer, a doubled 128 KiB message `Vec` and "
     "the reply came and went). The engine now sizes a fresh read buffer for the frame that "
@@ -411,9 +420,18 @@ TRIED = [
     "towards the frame's end instead of doubling: page faults 2.04 -> 0.02 per message, "
     "server CPU per message about halved, 64 KiB echo ~1.5-2x (A/B against the previous "
     "build with CI running beside it, so noisy).",
-    "- Not yet tried: the read still copies from the shared 64 KiB buffer into the "
-    "connection's input (reading straight into it would need a per-connection buffer while "
-    "busy). Pipelined echo: the remaining cost is per message in `poll_event` and framing "
+    "- 64 KiB echo, measured again on a loaded machine (docs/perf/idle-and-64k.md): "
+    "`strace -c -f` shows the same system calls per message for Tether and tokio-websockets "
+    "on both sides (server: 1 `writev` with the header and the uncopied payload, 2 `recvfrom`; "
+    "load tool: 1 `sendto`, 1 `recvfrom` that gets the whole reply, 1 EAGAIN), and server "
+    "CPU per message is the same within noise (~25 us each, task-clock); perf puts the "
+    "kernel's copies at ~31% of the server, `apply_mask` ~10%, the copy from the shared read "
+    "buffer ~5%. The 0.55x of the quick run did not reproduce here (Tether and "
+    "tokio-websockets within noise, both load-tool bound); it needs a rerun on a quiet "
+    "machine. The shared read buffer is now 128 KiB, so a 64 KiB message arrives in one "
+    "`recvfrom` instead of two.",
+    "- Not yet tried: the read still copies from the shared buffer into the connection's "
+    "input (reading straight into it would need a per-connection buffer while busy). Pipelined echo: the remaining cost is per message in `poll_event` and framing "
     "(`send_data`); batching the parse of all frames of one read is the next step.",
 ]
 
