@@ -93,7 +93,9 @@ pub fn report(args: &EchoArgs, totals: &Totals, cpu: &CpuMeter, deflate: bool) -
         ("deflate", json!(deflate)),
     ];
     if !deflate {
-        report.parameters.push(("verify", json!(args.verify.name())));
+        report
+            .parameters
+            .push(("verify", json!(args.verify.name())));
     }
     report
 }
@@ -339,19 +341,21 @@ impl<'a> EchoConnection<'a> {
             match reply {
                 Reply::Echoed(number) => {
                     if counted {
-                        self.recorder.record_us(self.latency_us(number, now_ns), size);
+                        self.recorder
+                            .record_us(self.latency_us(number, now_ns), size);
                     }
                     refill += 1;
                 }
                 Reply::Lost { echoed, lost } => {
                     if counted {
-                        self.recorder.record_us(self.latency_us(echoed, now_ns), size);
+                        self.recorder
+                            .record_us(self.latency_us(echoed, now_ns), size);
                     }
                     self.totals
                         .drops
                         .fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
                     self.totals.error(|| {
-                        format!("{lost} echoes never came back (message {echoed} came first)")
+                        format!("{lost} message(s) before message {echoed} never came back")
                     });
                     refill += lost + 1;
                 }

@@ -148,11 +148,13 @@ impl EchoCheck {
                 || payload[self.sequence_len..] == self.pattern[self.sequence_len..];
             if numbered && intact_rest {
                 self.next += 1;
-                return Ok(Some((Reply::Echoed(self.next - 1), self.head_len..frame_end)));
+                return Ok(Some((
+                    Reply::Echoed(self.next - 1),
+                    self.head_len..frame_end,
+                )));
             }
         }
-        let Some((header, head_len)) = FrameHeader::parse(buf).map_err(|e| e.to_string())?
-        else {
+        let Some((header, head_len)) = FrameHeader::parse(buf).map_err(|e| e.to_string())? else {
             return Ok(None);
         };
         // Checked before the payload is in: the length is bounded by the echo's.
@@ -459,7 +461,11 @@ mod tests {
             [Reply::Ping]
         );
         assert_eq!(
-            replies(&mut check, &frame(OpCode::Close, true, &1001u16.to_be_bytes()), 1),
+            replies(
+                &mut check,
+                &frame(OpCode::Close, true, &1001u16.to_be_bytes()),
+                1
+            ),
             [Reply::Closed(Some(1001))]
         );
         let mut masked = frame(OpCode::Binary, true, b"abcd");

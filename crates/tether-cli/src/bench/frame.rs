@@ -53,8 +53,14 @@ pub fn repeated_frames(opcode: OpCode, payload: &[u8], count: usize) -> Vec<u8> 
 pub fn write_masked_sequence(masked_payload: &mut [u8], number: u64) {
     let len = masked_payload.len().min(SEQUENCE_LEN);
     let mask = u64::from_le_bytes([
-        MASK_KEY[0], MASK_KEY[1], MASK_KEY[2], MASK_KEY[3], MASK_KEY[0], MASK_KEY[1],
-        MASK_KEY[2], MASK_KEY[3],
+        MASK_KEY[0],
+        MASK_KEY[1],
+        MASK_KEY[2],
+        MASK_KEY[3],
+        MASK_KEY[0],
+        MASK_KEY[1],
+        MASK_KEY[2],
+        MASK_KEY[3],
     ]);
     let digits = (sequence::encode(number) ^ mask).to_le_bytes();
     masked_payload[..len].copy_from_slice(&digits[..len]);
@@ -209,7 +215,10 @@ mod tests {
         write_masked_sequence(&mut frame[6..], 65);
         let mut unmasked = frame[6..].to_vec();
         apply_mask(&mut unmasked, MASK_KEY, 0);
-        assert_eq!(&unmasked, b"11000000ijkl", "the number, then the payload as it was");
+        assert_eq!(
+            &unmasked, b"11000000ijkl",
+            "the number, then the payload as it was"
+        );
         let mut short = Vec::new();
         push_masked_frame(&mut short, OpCode::Binary, b"ab");
         write_masked_sequence(&mut short[6..], 3);

@@ -245,7 +245,10 @@ mod tests {
             let mut output = Vec::new();
             let used = echo.take(&wire[..cut], &mut output).unwrap();
             let mut rest = wire[used..cut].to_vec();
-            assert!(rest.len() < MAX_HEADER_LEN, "cut {cut}: only a header is kept");
+            assert!(
+                rest.len() < MAX_HEADER_LEN,
+                "cut {cut}: only a header is kept"
+            );
             rest.extend_from_slice(&wire[cut..]);
             assert_eq!(echo.take(&rest, &mut output).unwrap(), rest.len());
             assert_eq!(output, expected, "cut {cut}");

@@ -218,12 +218,19 @@ mod tests {
         for i in 0..(BATCH as u64 + 10) {
             recorder.record_us(50 + i, 16);
         }
-        assert_eq!(totals.histogram().len(), BATCH as u64, "a full batch folds at once");
+        assert_eq!(
+            totals.histogram().len(),
+            BATCH as u64,
+            "a full batch folds at once"
+        );
         recorder.tick(start);
         assert_eq!(totals.messages.load(Ordering::Relaxed), 0, "not yet due");
         recorder.tick(recorder.last_flush + FLUSH_INTERVAL);
         assert_eq!(totals.messages.load(Ordering::Relaxed), BATCH as u64 + 10);
-        assert_eq!(totals.bytes.load(Ordering::Relaxed), (BATCH as u64 + 10) * 16);
+        assert_eq!(
+            totals.bytes.load(Ordering::Relaxed),
+            (BATCH as u64 + 10) * 16
+        );
         assert_eq!(totals.histogram().len(), BATCH as u64 + 10);
     }
 

@@ -57,11 +57,18 @@ mod tests {
     fn numbers_round_trip_as_ascii_digits() {
         for n in [0, 1, 63, 64, 4095, 262_144, 1 << 40, SEQUENCE_MODULUS - 1] {
             let bytes = encode(n).to_le_bytes();
-            assert!(bytes.iter().all(|b| (0x30..0x70).contains(b)), "{n}: {bytes:?}");
+            assert!(
+                bytes.iter().all(|b| (0x30..0x70).contains(b)),
+                "{n}: {bytes:?}"
+            );
             assert_eq!(decode(&bytes), Some(n), "{n}");
         }
         assert_eq!(&encode(0).to_le_bytes(), b"00000000");
-        assert_eq!(&encode(65).to_le_bytes(), b"11000000", "least significant first");
+        assert_eq!(
+            &encode(65).to_le_bytes(),
+            b"11000000",
+            "least significant first"
+        );
         assert_eq!(encode(SEQUENCE_MODULUS + 5), encode(5), "modulo 2^48");
     }
 
