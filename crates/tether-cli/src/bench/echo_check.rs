@@ -170,13 +170,19 @@ impl EchoCheck {
     }
 
     /// Whether `buf` (at least a header long) starts with the header of a whole echo:
-    /// compared in fixed sizes, the three lengths a server's header can have.
+    /// compared as integers, for the three lengths a server's header can have (2, 4 or 10
+    /// bytes, RFC 6455 §5.2), so that no comparison of variable length runs per message.
     fn is_echo_head(&self, buf: &[u8]) -> bool {
-        match self.head_len {
-            2 => buf[..2] == self.head[..2],
-            4 => buf[..4] == self.head[..4],
-            _ => buf[..10] == self.head[..10],
-        }
+        let word = |bytes: &[u8], at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+        let long = |bytes: &[u8]| {
+            u64::from_le_bytes(bytes[2..10].try_into().expect("8 bytes of extended length"))
+        };
+        word(buf, 0) == word(&self.head, 0)
+            && match self.head_len {
+                2 => true,
+                4 => word(buf, 2) == word(&self.head, 2),
+                _ => long(buf) == long(&self.head),
+            }
     }
 
     /// Checks a header before its payload is there: a frame that cannot be part of an

@@ -5,7 +5,8 @@
 //! The tool is written to measure the server, not itself: raw TCP with frames built and
 //! masked once per connection ([`frame`]), replies parsed in place from reused buffers, no
 //! allocation per message. It measures its own CPU time and says when it was the
-//! bottleneck ([`system`]).
+//! bottleneck ([`system`]); against `null-echo` ([`null_echo`]), a server that does nothing
+//! but echo, it measures its own ceiling.
 
 mod args;
 mod connect;
