@@ -389,6 +389,27 @@ fn bad_arguments_are_refused() {
 }
 
 #[test]
+fn the_null_echo_server_refuses_a_tiny_buffer() {
+    let out = run(
+        &[
+            "bench",
+            "null-echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--buffer",
+            "10",
+        ],
+        b"",
+    );
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(
+        out.stderr.contains("--buffer must be between"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn connect_counts_opening_and_closing_handshakes() {
     let serve = Serve::start(None);
     let url = serve.url("/echo");

@@ -103,6 +103,11 @@ pub struct NullEchoArgs {
     /// The address to listen on (port 0: any free port, printed on stderr).
     #[arg(long, default_value = "127.0.0.1:9002", value_name = "ADDR")]
     pub listen: SocketAddr,
+    /// Bytes read at once per connection (each connection holds two such buffers, one for
+    /// what it read and one for the replies): at least a frame header and a 64 KiB
+    /// message's frame, so that such a message comes back in one write.
+    #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
+    pub buffer: usize,
 }
 
 /// `tether bench connect`.
@@ -230,6 +235,11 @@ impl BenchArgs {
             Mode::Connect(a) if a.connections == 0 || a.duration.is_zero() => {
                 return Err("-c must be at least 1 and --duration more than 0".into());
             }
+            Mode::NullEcho(a) if !(MIN_NULL_ECHO_BUFFER..=MAX_MESSAGE_SIZE).contains(&a.buffer) => {
+                return Err(format!(
+                    "--buffer must be between {MIN_NULL_ECHO_BUFFER} and {MAX_MESSAGE_SIZE} bytes"
+                ));
+            }
             Mode::Idle(a) if a.connections == 0 || a.concurrency == 0 => {
                 return Err("-n and --concurrency must be at least 1".into());
             }
@@ -252,6 +262,10 @@ impl BenchArgs {
 
 /// The largest --size: bounds the buffers of each connection.
 pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
+
+/// The smallest `null-echo --buffer`: a handshake request head of a load tool and any frame
+/// header fit (a longer head is refused).
+pub const MIN_NULL_ECHO_BUFFER: usize = 1024;
 
 /// `10s`, `500ms`, `2m`, `1.5s`, or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

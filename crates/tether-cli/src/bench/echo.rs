@@ -333,11 +333,7 @@ impl<'a> EchoConnection<'a> {
         let counted = self.totals.in_window(now);
         let size = self.check.size();
         let mut refill = 0;
-        loop {
-            let Some((reply, payload)) = self.check.next_frame(self.read.filled(), self.sent)?
-            else {
-                break;
-            };
+        while let Some((reply, payload)) = self.check.next_frame(self.read.filled(), self.sent)? {
             match reply {
                 Reply::Echoed(number) => {
                     if counted {

@@ -236,8 +236,10 @@ impl EchoCheck {
         }
         let start = self.in_message.unwrap_or(0);
         let end = start + payload.len();
-        for at in start..end.min(self.sequence_len) {
-            self.sequence_bytes[at] = payload[at - start];
+        let sequence_end = end.min(self.sequence_len);
+        if start < sequence_end {
+            self.sequence_bytes[start..sequence_end]
+                .copy_from_slice(&payload[..sequence_end - start]);
         }
         let rest_from = start.max(self.sequence_len);
         if self.verify == Verify::Full && self.wrong_byte.is_none() && rest_from < end {

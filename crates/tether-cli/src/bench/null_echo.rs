@@ -7,7 +7,8 @@
 //! `tether_proto`), then every frame sent back as it came (same FIN and opcode, a ping as a
 //! pong, a close as the closing reply), unmasked, streamed through one fixed buffer without
 //! waiting for whole frames. No extension is negotiated; no UTF-8 is checked; messages of
-//! any size pass, in memory bounded by the buffer.
+//! any size pass, in memory bounded by the buffers: two of `--buffer` bytes per connection
+//! (what is read at once, and the replies to it, never longer than what they answer).
 
 use std::convert::Infallible;
 
@@ -19,10 +20,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::args::NullEchoArgs;
-
-/// Bytes read at once; the buffer of replies never holds more (a reply is never longer
-/// than the frame it answers).
-const BUFFER: usize = 64 * 1024;
 
 /// Listens on `args.listen` and echoes every connection until the process is stopped.
 pub async fn run(args: &NullEchoArgs) -> Result<Infallible, String> {
@@ -38,8 +35,9 @@ pub async fn run(args: &NullEchoArgs) -> Result<Infallible, String> {
             .accept()
             .await
             .map_err(|e| format!("accept: {e}"))?;
+        let buffer = args.buffer;
         tokio::spawn(async move {
-            if let Err(e) = serve(stream).await {
+            if let Err(e) = serve(stream, buffer).await {
                 tracing::debug!("null echo: {peer}: {e}");
             }
         });
@@ -47,14 +45,14 @@ pub async fn run(args: &NullEchoArgs) -> Result<Infallible, String> {
 }
 
 /// One connection: the handshake, then echoes until the close or the end of the stream.
-async fn serve(mut stream: TcpStream) -> Result<(), String> {
+async fn serve(mut stream: TcpStream, buffer: usize) -> Result<(), String> {
     stream
         .set_nodelay(true)
         .map_err(|e| format!("TCP_NODELAY: {e}"))?;
-    let mut input = vec![0u8; BUFFER];
+    let mut input = vec![0u8; buffer];
     let leftover = handshake(&mut stream, &mut input).await?;
     let mut echo = Echo::default();
-    let mut output = Vec::with_capacity(BUFFER);
+    let mut output = Vec::with_capacity(buffer);
     input[..leftover.len()].copy_from_slice(&leftover);
     let mut filled = leftover.len();
     loop {
