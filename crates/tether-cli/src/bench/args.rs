@@ -103,9 +103,8 @@ pub struct NullEchoArgs {
     /// The address to listen on (port 0: any free port, printed on stderr).
     #[arg(long, default_value = "127.0.0.1:9002", value_name = "ADDR")]
     pub listen: SocketAddr,
-    /// Bytes read at once per connection (each connection holds two such buffers, one for
-    /// what it read and one for the replies): at least a frame header and a 64 KiB
-    /// message's frame, so that such a message comes back in one write.
+    /// Bytes read at once per connection; the replies waiting to be written take up to twice
+    /// as much. A frame is written back whole when it is shorter than half of it.
     #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
     pub buffer: usize,
 }

@@ -7,8 +7,9 @@
 //! `tether_proto`), then every frame sent back as it came (same FIN and opcode, a ping as a
 //! pong, a close as the closing reply), unmasked, streamed through one fixed buffer without
 //! waiting for whole frames. No extension is negotiated; no UTF-8 is checked; messages of
-//! any size pass, in memory bounded by the buffers: two of `--buffer` bytes per connection
-//! (what is read at once, and the replies to it, never longer than what they answer).
+//! any size pass, in memory bounded by the buffers: `--buffer` bytes per connection for
+//! what is read at once, and up to twice that for the replies (a reply is never longer
+//! than what it answers, and leaves once its frame is whole or half a buffer is waiting).
 
 use std::convert::Infallible;
 
@@ -57,11 +58,15 @@ async fn serve(mut stream: TcpStream, buffer: usize) -> Result<(), String> {
     let mut filled = leftover.len();
     loop {
         let used = echo.take(&input[..filled], &mut output)?;
-        stream
-            .write_all(&output)
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        output.clear();
+        // A frame read in pieces goes back whole (one write, as a server that waits for
+        // the message would), unless half a buffer of it is waiting already.
+        if echo.left == 0 || output.len() >= buffer / 2 {
+            stream
+                .write_all(&output)
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+            output.clear();
+        }
         if echo.closed {
             // RFC 6455 §7.1.1: the server closes the TCP connection first.
             let _ = stream.shutdown().await;
