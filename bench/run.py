@@ -42,6 +42,11 @@ SERVERS = {
     "yawc": ([str(PEER_BIN / "echo_yawc"), "{addr}"], "yawc"),
 }
 ALL = list(SERVERS)
+# The load tool's own ceiling: `tether bench null-echo` does the least an echo server can,
+# so the tool is the bottleneck against it (not a peer, not in ALL).
+NULL_ECHO = "null-echo (load tool ceiling)"
+SERVERS[NULL_ECHO] = ([str(TETHER), "bench", "null-echo", "--listen", "{addr}"], None)
+ECHO_SERVERS = [*ALL, NULL_ECHO]
 DEFLATE = ["tether", "yawc"]
 
 FANOUT_CONFIG = """listen = "{addr}"
@@ -141,14 +146,14 @@ def workloads(quick: bool) -> dict:
     return {
         "pipelined": {
             "title": "Pipelined echo: 64 connections x 16 B, 16 in flight each",
-            "servers": ALL, "metric": "messages_per_s", "unit": "msg/s",
+            "servers": ECHO_SERVERS, "metric": "messages_per_s", "unit": "msg/s",
             "args": lambda url, _pid: ["echo", "--url", url, "-c", "64", "--size", "16",
                                        "--in-flight", "16", "--duration", d, "--warmup", "1s"],
             "budget": secs + 30,
         },
         "large": {
             "title": "Echo: 16 connections x 64 KiB, 1 in flight each",
-            "servers": ALL, "metric": "mb_per_s", "unit": "MB/s",
+            "servers": ECHO_SERVERS, "metric": "mb_per_s", "unit": "MB/s",
             "args": lambda url, _pid: ["echo", "--url", url, "-c", "16", "--size", "65536",
                                        "--in-flight", "1", "--duration", d, "--warmup", "1s"],
             "budget": secs + 30,
@@ -288,7 +293,11 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
              "## Machine", "", *machine(), "",
              "## Servers", "",
              "- tether: `crates/tether/examples/echo_server.rs` (one thread); fan-out on "
-             "`tether serve`"]
+             "`tether serve`",
+             f"- {NULL_ECHO}: `tether bench null-echo` (crates/tether-cli/src/bench/"
+             "null_echo.rs), frames sent back unmasked with no other work: the load tool is "
+             "the bottleneck against it, so its row is the most the tool measures here; a "
+             "server well below it is the limit of its own run"]
     for name, (cmd, crate) in SERVERS.items():
         if crate:
             lines.append(f"- {name} {versions.get(crate, '?')}: `bench/peers/src/bin/"
@@ -303,7 +312,8 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
         key = spec["metric"]
         low = spec.get("lower_is_better", False)
         meds = {s: median(runs, key) for s, runs in res.items()}
-        peers = {s: v for s, v in meds.items() if s not in ("tether", "tether-serve") and v}
+        peers = {s: v for s, v in meds.items()
+                 if s not in ("tether", "tether-serve", NULL_ECHO) and v}
         best_peer = (min if low else max)(peers, key=peers.get) if peers else None
         summary[name] = {"meds": meds, "best": best_peer,
                          "best_value": peers.get(best_peer) if best_peer else None}
@@ -367,6 +377,21 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
     if "large" in s:
         lines.append(ratio_line(f"64 KiB echo, tether / fastest Rust peer ({s['large']['best']})",
                                 s["large"]["meds"].get("tether"), s["large"]["best_value"], 1.2))
+    for name in ("pipelined", "large"):
+        ceiling = s.get(name, {}).get("meds", {}).get(NULL_ECHO)
+        ours = s.get(name, {}).get("meds", {}).get("tether")
+        if ceiling and ours:
+            runs = results[name][NULL_ECHO]
+            cpu = median(runs, "load_cpu_percent")
+            if any(r.get("load_bound") for r in runs):
+                lines.append(f"- {specs[name]['title']}: tether at {ours / ceiling:.2f} of the "
+                             f"load tool's ceiling ({ours:,.0f} / {ceiling:,.0f} "
+                             f"{specs[name]['unit']} against the null echo server)")
+            else:
+                lines.append(f"- {specs[name]['title']}: no ceiling measured, the load tool was "
+                             f"not the bottleneck against the null echo server either (CPU "
+                             f"{fmt(cpu)}%: the machine was shared); tether / null echo = "
+                             f"{ours / ceiling:.2f}")
     if "idle" in s:
         v = s["idle"]["meds"].get("tether")
         lines.append(f"- Memory per idle connection: {fmt(v)} bytes (target <= 1024): "

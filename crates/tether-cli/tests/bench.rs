@@ -8,7 +8,7 @@ use std::sync::mpsc;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use support::{Output, Serve, run};
+use support::{Output, Process, Serve, run, tether};
 use tether::Message;
 
 /// `tether bench ARGS --json`: the exit code and the JSON object printed.
@@ -70,6 +70,7 @@ fn echo_against_tether_serve_checks_every_echo() {
     assert_eq!(json["connections"], 4);
     assert_eq!(json["size"], 16);
     assert_eq!(json["in_flight"], 8);
+    assert_eq!(json["verify"], "sequence");
     assert_eq!(json["duration_s"], 0.8);
     assert!(json["messages"].as_u64().unwrap() > 0, "{json}");
     assert_eq!(json["errors"], 0, "{json}");
@@ -112,8 +113,12 @@ fn echo_of_large_text_messages_and_request_response() {
 /// How the test's echo server misbehaves.
 #[derive(Clone, Copy, Default)]
 struct Misbehaviour {
-    /// Change one byte of this echo (counting from 1).
+    /// Change one byte of this echo (counting from 1)...
     corrupt_at: Option<usize>,
+    /// ...this one (counting from 0).
+    corrupt_byte: usize,
+    /// Do not echo this message (counting from 1).
+    drop_at: Option<usize>,
     /// Send a ping before every this-many-th echo.
     ping_every: Option<usize>,
 }
@@ -142,7 +147,10 @@ fn echo_server(misbehaviour: Misbehaviour) -> (SocketAddr, mpsc::Receiver<(usize
                         count += 1;
                         let mut data = data.to_vec();
                         if misbehaviour.corrupt_at == Some(count) {
-                            data[3] ^= 0x01;
+                            data[misbehaviour.corrupt_byte] ^= 0x01;
+                        }
+                        if misbehaviour.drop_at == Some(count) {
+                            continue;
                         }
                         if misbehaviour.ping_every.is_some_and(|n| count % n == 0) {
                             let payload = format!("p{count}");
@@ -176,8 +184,10 @@ fn echo_server(misbehaviour: Misbehaviour) -> (SocketAddr, mpsc::Receiver<(usize
 
 #[test]
 fn echo_detects_a_changed_byte() {
+    // Byte 3 is in the sequence number: seen without --verify full.
     let (addr, _) = echo_server(Misbehaviour {
         corrupt_at: Some(5),
+        corrupt_byte: 3,
         ..Misbehaviour::default()
     });
     let url = format!("ws://{addr}/");
@@ -198,6 +208,131 @@ fn echo_detects_a_changed_byte() {
     assert_eq!(json["first_error"], "the echo differs at byte 3", "{json}");
     assert!(json["messages"].as_u64().unwrap() > 5, "goes on: {json}");
     assert_eq!(out.code(), 1, "errors give exit 1: {out:?}");
+}
+
+#[test]
+fn echo_verify_full_detects_a_changed_byte_past_the_sequence_number() {
+    let args = |url: &str, verify: &'static str| {
+        let mut args = vec![
+            "echo".to_string(),
+            "--url".into(),
+            url.to_string(),
+            "-c".into(),
+            "1".into(),
+            "--in-flight".into(),
+            "4".into(),
+            "--duration".into(),
+            "300ms".into(),
+            "--warmup".into(),
+            "0s".into(),
+        ];
+        args.extend(["--verify".to_string(), verify.to_string()]);
+        args
+    };
+    let misbehaviour = Misbehaviour {
+        corrupt_at: Some(5),
+        corrupt_byte: 12,
+        ..Misbehaviour::default()
+    };
+    let (addr, _) = echo_server(misbehaviour);
+    let url = format!("ws://{addr}/");
+    let full = args(&url, "full");
+    let (out, json) = bench_json(&full.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(json["verify"], "full", "{json}");
+    assert_eq!(json["errors"], 1, "{json}");
+    assert_eq!(json["first_error"], "the echo differs at byte 12", "{json}");
+    assert_eq!(out.code(), 1, "{out:?}");
+    // The sequence check alone does not look at byte 12.
+    let (addr, _) = echo_server(misbehaviour);
+    let url = format!("ws://{addr}/");
+    let cheap = args(&url, "sequence");
+    let (out, json) = bench_json(&cheap.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(json["errors"], 0, "{json}");
+    assert_eq!(out.code(), 0, "{out:?}");
+}
+
+#[test]
+fn echo_counts_a_lost_echo_as_a_drop_and_goes_on() {
+    let (addr, _) = echo_server(Misbehaviour {
+        drop_at: Some(7),
+        ..Misbehaviour::default()
+    });
+    let url = format!("ws://{addr}/");
+    let (out, json) = bench_json(&[
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "1",
+        "--in-flight",
+        "4",
+        "--duration",
+        "400ms",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(json["drops"], 1, "{json}");
+    assert_eq!(json["errors"], 1, "{json}");
+    assert_eq!(
+        json["first_error"], "1 message(s) before message 7 never came back",
+        "{json}"
+    );
+    assert!(json["messages"].as_u64().unwrap() > 20, "goes on: {json}");
+    assert_eq!(out.code(), 1, "{out:?}");
+}
+
+#[test]
+fn echo_against_the_null_echo_server() {
+    let mut command = tether();
+    command.args(["bench", "null-echo", "--listen", "127.0.0.1:0"]);
+    let mut server = Process::spawn(command);
+    let line = server.stderr_line("null echo server listening on ");
+    let url = format!("{}/", line.rsplit(' ').next().unwrap());
+    for extra in [
+        &["--size", "16", "--in-flight", "16"][..],
+        &["--size", "70000", "--text", "--verify", "full"][..],
+        &["--size", "3", "--in-flight", "100", "--verify", "full"][..],
+    ] {
+        let mut args = vec![
+            "echo",
+            "--url",
+            &url,
+            "-c",
+            "3",
+            "--duration",
+            "300ms",
+            "--warmup",
+            "0s",
+        ];
+        args.extend_from_slice(extra);
+        let (out, json) = bench_json(&args);
+        assert_eq!(out.code(), 0, "{extra:?}: {out:?}");
+        assert_eq!(json["errors"], 0, "{extra:?}: {json}");
+        assert_eq!(json["drops"], 0, "{extra:?}: {json}");
+        assert!(json["messages"].as_u64().unwrap() > 0, "{extra:?}: {json}");
+    }
+    // Every closing handshake was answered: the server is still there for more.
+    let out = run(
+        &[
+            "bench",
+            "connect",
+            "--url",
+            &url,
+            "-c",
+            "2",
+            "--duration",
+            "200ms",
+            "--json",
+        ],
+        b"",
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server stays up"
+    );
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
 }
 
 #[test]
@@ -251,6 +386,27 @@ fn bad_arguments_are_refused() {
         b"",
     );
     assert_eq!(out.code(), 2, "{out:?}");
+}
+
+#[test]
+fn the_null_echo_server_refuses_a_tiny_buffer() {
+    let out = run(
+        &[
+            "bench",
+            "null-echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--buffer",
+            "10",
+        ],
+        b"",
+    );
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(
+        out.stderr.contains("--buffer must be between"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

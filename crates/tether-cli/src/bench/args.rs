@@ -1,10 +1,11 @@
 //! The command line of `tether bench`: one subcommand per workload, common options shared.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use super::echo_check::Verify;
 use super::target::Target;
 
 /// `tether bench MODE ...`.
@@ -26,6 +27,9 @@ pub enum Mode {
     Idle(IdleArgs),
     /// N subscribers on a pub/sub route, one publisher at a rate; publish-to-receive latency.
     Fanout(FanoutArgs),
+    /// Not a workload: a minimal echo server, to run `echo` against and measure the load
+    /// tool's own ceiling on this machine.
+    NullEcho(NullEchoArgs),
 }
 
 /// Options every workload takes.
@@ -75,6 +79,11 @@ pub struct EchoArgs {
     /// message than the raw client.
     #[arg(long)]
     pub deflate: bool,
+    /// What of each echo is compared: `sequence` checks opcode, length and the message's
+    /// sequence number (its first 8 bytes: lost, duplicated, reordered or cut echoes show);
+    /// `full` compares every byte as well. With --deflate every byte is always compared.
+    #[arg(long, value_enum, default_value_t = Verify::Sequence, value_name = "WHAT")]
+    pub verify: Verify,
 }
 
 impl EchoArgs {
@@ -86,6 +95,18 @@ impl EchoArgs {
             self.in_flight
         }
     }
+}
+
+/// `tether bench null-echo`.
+#[derive(Debug, Args)]
+pub struct NullEchoArgs {
+    /// The address to listen on (port 0: any free port, printed on stderr).
+    #[arg(long, default_value = "127.0.0.1:9002", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Bytes read at once per connection; the replies waiting to be written take up to twice
+    /// as much. A frame is written back whole when it is shorter than half of it.
+    #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
+    pub buffer: usize,
 }
 
 /// `tether bench connect`.
@@ -164,13 +185,14 @@ pub struct FanoutArgs {
 }
 
 impl Mode {
-    /// The options every mode has.
-    pub fn common(&self) -> &CommonArgs {
+    /// The options every workload has (`None` for the null echo server).
+    pub fn common(&self) -> Option<&CommonArgs> {
         match self {
-            Mode::Echo(a) => &a.common,
-            Mode::Connect(a) => &a.common,
-            Mode::Idle(a) => &a.common,
-            Mode::Fanout(a) => &a.common,
+            Mode::Echo(a) => Some(&a.common),
+            Mode::Connect(a) => Some(&a.common),
+            Mode::Idle(a) => Some(&a.common),
+            Mode::Fanout(a) => Some(&a.common),
+            Mode::NullEcho(_) => None,
         }
     }
 
@@ -181,6 +203,7 @@ impl Mode {
             Mode::Connect(a) => a.connections,
             Mode::Idle(a) => a.connections,
             Mode::Fanout(a) => a.subscribers + 1,
+            Mode::NullEcho(_) => 0,
         }
     }
 }
@@ -188,8 +211,9 @@ impl Mode {
 impl BenchArgs {
     /// Checks the values clap cannot check alone.
     pub fn validate(&self) -> Result<(), String> {
-        let common = self.mode.common();
-        if common.threads == 0 || common.threads > 256 {
+        if let Some(common) = self.mode.common()
+            && (common.threads == 0 || common.threads > 256)
+        {
             return Err("--threads must be between 1 and 256".into());
         }
         match &self.mode {
@@ -209,6 +233,11 @@ impl BenchArgs {
             }
             Mode::Connect(a) if a.connections == 0 || a.duration.is_zero() => {
                 return Err("-c must be at least 1 and --duration more than 0".into());
+            }
+            Mode::NullEcho(a) if !(MIN_NULL_ECHO_BUFFER..=MAX_MESSAGE_SIZE).contains(&a.buffer) => {
+                return Err(format!(
+                    "--buffer must be between {MIN_NULL_ECHO_BUFFER} and {MAX_MESSAGE_SIZE} bytes"
+                ));
             }
             Mode::Idle(a) if a.connections == 0 || a.concurrency == 0 => {
                 return Err("-n and --concurrency must be at least 1".into());
@@ -232,6 +261,10 @@ impl BenchArgs {
 
 /// The largest --size: bounds the buffers of each connection.
 pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
+
+/// The smallest `null-echo --buffer`: a handshake request head of a load tool and any frame
+/// header fit (a longer head is refused).
+pub const MIN_NULL_ECHO_BUFFER: usize = 1024;
 
 /// `10s`, `500ms`, `2m`, `1.5s`, or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

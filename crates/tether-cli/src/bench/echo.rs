@@ -1,25 +1,31 @@
 //! `tether bench echo` over raw TCP: each connection holds K masked frames built once and
-//! keeps K messages in flight, writing as many frames as echoes came back, in one write.
+//! keeps K messages in flight; every echo that comes back is refilled at once.
 //!
-//! A connection's loop waits for its socket to be readable (and writable while frames are
-//! due), reads into its reused buffer, checks every complete echo in place, and writes the
-//! next frames from its prebuilt buffer: nothing is allocated per message.
+//! A connection is one task polling its socket directly (no per-read future, no timer per
+//! wait): a read into its reused buffer, a check of every complete echo in place (its
+//! header bytes, its sequence number), one clock reading per read, and then one write of
+//! all the frames due, whose sequence numbers are patched into the prebuilt masked frames.
+//! A read or write that returns less than asked leaves the socket marked not ready, so a
+//! busy connection costs one `read` and one `write` per batch of echoes. Nothing is
+//! allocated per message.
 
-use std::collections::VecDeque;
-use std::io::ErrorKind;
+use std::future::poll_fn;
+use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tether_proto::frame::{FrameHeader, OpCode};
-use tokio::io::Interest;
+use tether_proto::frame::{MAX_HEADER_LEN, OpCode};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
-use tokio::time::timeout_at;
+use tokio::time::{Sleep, sleep_until, timeout_at};
 
 use super::args::EchoArgs;
-use super::echo_check::{EchoCheck, Reply};
-use super::frame::{ReadBuffer, pong_frame, repeated_frames};
+use super::echo_check::{EchoCheck, Reply, Verify};
+use super::frame::{ReadBuffer, pong_frame, repeated_frames, write_masked_sequence};
 use super::handshake::{HandshakeSpec, Opened, close, open_many};
 use super::progress::Progress;
 use super::recorder::{Recorder, Totals};
@@ -58,8 +64,10 @@ pub async fn run(args: &EchoArgs) -> Result<Report, String> {
     let mut tasks = JoinSet::new();
     for (index, opened) in connections.into_iter().enumerate() {
         let payload = payload(opcode, args.size, index);
-        let (totals, window) = (totals.clone(), args.window());
-        tasks.spawn(async move { echo_connection(opened, opcode, payload, window, &totals).await });
+        let (totals, window, verify) = (totals.clone(), args.window(), args.verify);
+        tasks.spawn(async move {
+            echo_connection(opened, opcode, payload, window, verify, &totals).await;
+        });
     }
     while tasks.join_next().await.is_some() {}
     progress.finish();
@@ -84,11 +92,27 @@ pub fn report(args: &EchoArgs, totals: &Totals, cpu: &CpuMeter, deflate: bool) -
         ("text", json!(args.text)),
         ("deflate", json!(deflate)),
     ];
+    if !deflate {
+        report
+            .parameters
+            .push(("verify", json!(args.verify.name())));
+    }
     report
 }
 
+impl Verify {
+    /// The name given on the command line and in the JSON report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verify::Sequence => "sequence",
+            Verify::Full => "full",
+        }
+    }
+}
+
 /// The payload of connection `index`: ASCII for text, all byte values for binary, and
-/// different per connection so that crossed streams would show.
+/// different per connection so that crossed streams would show. The raw client writes
+/// each message's sequence number over its first 8 bytes.
 pub fn payload(opcode: OpCode, size: usize, index: usize) -> Vec<u8> {
     (0..size)
         .map(|i| match opcode {
@@ -104,128 +128,262 @@ async fn echo_connection(
     opcode: OpCode,
     payload: Vec<u8>,
     window: usize,
+    verify: Verify,
     totals: &Totals,
 ) {
     let Opened {
         mut stream,
         leftover,
     } = opened;
-    let wire = repeated_frames(opcode, &payload, window);
-    let frame_len = wire.len() / window;
-    let mut check = EchoCheck::new(opcode, payload);
-    let mut recorder = Recorder::new(totals);
-    // Room for two echoes and a control frame: an echo never has to wait for room.
-    let mut read = ReadBuffer::with_bytes(2 * frame_len + 256 + 64 * 1024, &leftover);
-    let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(window);
-    let mut pong = PendingPong::default();
-    let (mut write_pos, mut due) = (0usize, wire.len());
-    sent_at.extend(std::iter::repeat_n(Instant::now(), window));
-
-    let outcome: Result<(), String> = async {
-        loop {
-            // A socket that is always ready never lets the timeout below fire.
-            if Instant::now() >= totals.measure_until {
-                return Ok(());
-            }
-            let interest = if due > 0 || pong.is_due() {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            let ready = match timeout_at(totals.measure_until.into(), stream.ready(interest)).await
-            {
-                Err(_) => return Ok(()),
-                Ok(ready) => ready.map_err(|e| format!("socket: {e}"))?,
-            };
-            if ready.is_writable() {
-                // A pong goes between whole frames, never inside one: the frame being
-                // written is finished first.
-                let at_boundary = write_pos % frame_len == 0;
-                if pong.is_due() && at_boundary {
-                    pong.write(&stream)?;
-                }
-                if due > 0 && !(pong.is_due() && at_boundary) {
-                    let mut end = (write_pos + due).min(wire.len());
-                    if pong.is_due() {
-                        end = end.min((write_pos / frame_len + 1) * frame_len);
-                    }
-                    match stream.try_write(&wire[write_pos..end]) {
-                        Ok(n) => {
-                            due -= n;
-                            write_pos = (write_pos + n) % wire.len();
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(format!("write: {e}")),
-                    }
-                }
-            }
-            if !ready.is_readable() {
-                continue;
-            }
-            match stream.try_read(read.spare()) {
-                Ok(0) => return Err("the server closed the connection".into()),
-                Ok(n) => read.advance(n),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(format!("read: {e}")),
-            }
-            let now = Instant::now();
-            let mut echoed = 0;
-            loop {
-                let buffered = read.filled();
-                let Some((header, head_len)) =
-                    FrameHeader::parse(buffered).map_err(|e| e.to_string())?
-                else {
-                    break;
-                };
-                // Checked before the payload is in: the length is bounded by the echo's.
-                check.check_header(&header)?;
-                let frame_end = head_len + header.payload_len as usize;
-                if buffered.len() < frame_end {
-                    break;
-                }
-                let range = head_len..frame_end;
-                match check.frame(&header, &buffered[range.clone()]) {
-                    Reply::Echoed | Reply::Wrong(_) if sent_at.is_empty() => {
-                        return Err("an echo of a message never sent".into());
-                    }
-                    Reply::Echoed => {
-                        let sent = sent_at.pop_front().expect("checked above");
-                        recorder.record(now, now - sent, check.expected().len());
-                        echoed += 1;
-                    }
-                    Reply::Wrong(wrong) => {
-                        sent_at.pop_front();
-                        totals.error(|| wrong);
-                        echoed += 1;
-                    }
-                    Reply::Ping => pong.set(&buffered[range]),
-                    Reply::Fragment | Reply::Ignored => {}
-                    Reply::Closed(code) => {
-                        return Err(format!("the server closed with code {code:?}"));
-                    }
-                    Reply::Broken(why) => return Err(why),
-                }
-                read.consume(frame_end);
-            }
-            if echoed > 0 && now < totals.measure_until {
-                due += echoed * frame_len;
-                sent_at.extend(std::iter::repeat_n(now, echoed));
-            }
-        }
-    }
-    .await;
-    recorder.flush(Instant::now());
+    let mut echo = EchoConnection::new(opcode, payload, window, verify, &leftover, totals);
+    let mut deadline = std::pin::pin!(sleep_until(totals.measure_until.into()));
+    let outcome = poll_fn(|cx| echo.poll_run(cx, &mut stream, deadline.as_mut())).await;
+    echo.recorder.flush(Instant::now());
     match outcome {
         Ok(()) => {
-            let rest = (frame_len - write_pos % frame_len) % frame_len;
-            let tail = &wire[write_pos..write_pos + rest];
+            let (tail, read) = echo.unfinished_frame();
             let _ = timeout_at(
                 (Instant::now() + CLOSE_TIMEOUT).into(),
-                close(&mut stream, tail, &mut read),
+                close(&mut stream, tail, read),
             )
             .await;
         }
         Err(e) => totals.error(|| e),
+    }
+}
+
+/// The state of one echo connection.
+struct EchoConnection<'a> {
+    /// K frames, one slot per message in flight: message `n` goes out in slot `n % K`.
+    wire: Vec<u8>,
+    frame_len: usize,
+    /// Where in `wire` the payload of a frame starts.
+    head_len: usize,
+    window: u64,
+    /// The next byte of `wire` to write, and how many bytes are due from there.
+    write_pos: usize,
+    due: usize,
+    /// The sequence number of the next message to make due, and its slot in `wire`.
+    sent: u64,
+    send_slot: usize,
+    /// When each message in flight was made due, in nanoseconds since `epoch`: message `n`
+    /// at `n & sent_mask` (a power of two at least K long, so no division per message).
+    sent_ns: Box<[u64]>,
+    sent_mask: u64,
+    epoch: Instant,
+    check: EchoCheck,
+    read: ReadBuffer,
+    pong: PendingPong,
+    recorder: Recorder<'a>,
+    totals: &'a Totals,
+}
+
+impl<'a> EchoConnection<'a> {
+    fn new(
+        opcode: OpCode,
+        payload: Vec<u8>,
+        window: usize,
+        verify: Verify,
+        leftover: &[u8],
+        totals: &'a Totals,
+    ) -> EchoConnection<'a> {
+        let wire = repeated_frames(opcode, &payload, window);
+        let frame_len = wire.len() / window;
+        let head_len = frame_len - payload.len();
+        debug_assert!(head_len <= MAX_HEADER_LEN);
+        // Room for two echoes and a control frame: an echo never has to wait for room.
+        let read = ReadBuffer::with_bytes(2 * frame_len + 256 + 64 * 1024, leftover);
+        let mut connection = EchoConnection {
+            wire,
+            frame_len,
+            head_len,
+            window: window as u64,
+            write_pos: 0,
+            due: 0,
+            sent: 0,
+            send_slot: 0,
+            sent_ns: vec![0; window.next_power_of_two()].into_boxed_slice(),
+            sent_mask: window.next_power_of_two() as u64 - 1,
+            epoch: Instant::now(),
+            check: EchoCheck::new(opcode, payload, verify, window),
+            read,
+            pong: PendingPong::default(),
+            recorder: Recorder::new(totals),
+            totals,
+        };
+        connection.make_due(window as u64, 0);
+        connection
+    }
+
+    /// Nanoseconds from the connection's epoch to `now`.
+    fn ns_since_epoch(&self, now: Instant) -> u64 {
+        u64::try_from(now.duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Makes the next `count` messages due at `now_ns`: their numbers written into their
+    /// slots.
+    fn make_due(&mut self, count: u64, now_ns: u64) {
+        let payload_len = self.frame_len - self.head_len;
+        for number in self.sent..self.sent + count {
+            let start = self.send_slot * self.frame_len + self.head_len;
+            write_masked_sequence(&mut self.wire[start..start + payload_len], number);
+            self.sent_ns[(number & self.sent_mask) as usize] = now_ns;
+            self.send_slot += 1;
+            if self.send_slot as u64 == self.window {
+                self.send_slot = 0;
+            }
+        }
+        self.sent += count;
+        self.due += count as usize * self.frame_len;
+    }
+
+    /// The latency in microseconds of message `number`, echoed at `now_ns`.
+    fn latency_us(&self, number: u64, now_ns: u64) -> u64 {
+        now_ns.saturating_sub(self.sent_ns[(number & self.sent_mask) as usize]) / 1000
+    }
+
+    /// The rest of a frame cut by a partial write (it must go before a close), and the
+    /// read buffer for the closing handshake.
+    fn unfinished_frame(&mut self) -> (&[u8], &mut ReadBuffer) {
+        let rest = (self.frame_len - self.write_pos % self.frame_len) % self.frame_len;
+        (
+            &self.wire[self.write_pos..self.write_pos + rest],
+            &mut self.read,
+        )
+    }
+
+    /// Runs until the end of the measured window (`Ok`) or a failure of the connection.
+    fn poll_run(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut TcpStream,
+        mut deadline: Pin<&mut Sleep>,
+    ) -> Poll<Result<(), String>> {
+        loop {
+            let wrote = self.poll_write(cx, stream)?;
+            let mut buf = ReadBuf::new(self.read.spare());
+            let read = match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                    return Poll::Ready(Err("the server closed the connection".into()));
+                }
+                Poll::Ready(Ok(())) => buf.filled().len(),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(format!("read: {e}"))),
+                Poll::Pending => 0,
+            };
+            if read > 0 {
+                self.read.advance(read);
+                let now = Instant::now();
+                self.take_echoes(now)?;
+                if now >= self.totals.measure_until {
+                    return Poll::Ready(Ok(()));
+                }
+            } else if !wrote {
+                // Nothing to do until the socket is ready: the one timer of the run says
+                // when a stalled server's window ends.
+                ready!(deadline.as_mut().poll(cx));
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+
+    /// Writes what is due (a pong first, between two frames); whether anything went out.
+    fn poll_write(&mut self, cx: &mut Context<'_>, stream: &mut TcpStream) -> Result<bool, String> {
+        let at_boundary = self.write_pos % self.frame_len == 0;
+        if self.pong.is_due() && at_boundary {
+            return self.pong.poll_write(cx, stream);
+        }
+        if self.due == 0 {
+            return Ok(false);
+        }
+        // A pong goes between whole frames, never inside one: the frame being written is
+        // finished first.
+        let mut end = (self.write_pos + self.due).min(self.wire.len());
+        if self.pong.is_due() {
+            end = end.min((self.write_pos / self.frame_len + 1) * self.frame_len);
+        }
+        let first = &self.wire[self.write_pos..end];
+        let wrapped = if end == self.wire.len() && !self.pong.is_due() {
+            &self.wire[..self.due - first.len()]
+        } else {
+            &[]
+        };
+        // A plain write when nothing wraps: a short one marks the socket not writable.
+        let written = if wrapped.is_empty() {
+            Pin::new(stream).poll_write(cx, first)
+        } else {
+            let slices = [IoSlice::new(first), IoSlice::new(wrapped)];
+            Pin::new(stream).poll_write_vectored(cx, &slices)
+        };
+        match written {
+            Poll::Ready(Ok(n)) => {
+                self.due -= n;
+                self.write_pos = (self.write_pos + n) % self.wire.len();
+                Ok(n > 0)
+            }
+            Poll::Ready(Err(e)) => Err(format!("write: {e}")),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Takes every complete frame from the read buffer, and makes as many messages due as
+    /// echoes came back (none once the window is over).
+    fn take_echoes(&mut self, now: Instant) -> Result<(), String> {
+        // One clock reading for every echo of the read: they all arrived together.
+        let now_ns = self.ns_since_epoch(now);
+        let counted = self.totals.in_window(now);
+        let size = self.check.size();
+        let mut refill = 0;
+        while let Some((reply, payload)) = self.check.next_frame(self.read.filled(), self.sent)? {
+            match reply {
+                Reply::Echoed(number) => {
+                    if counted {
+                        self.recorder
+                            .record_us(self.latency_us(number, now_ns), size);
+                    }
+                    refill += 1;
+                }
+                Reply::Lost { echoed, lost } => {
+                    if counted {
+                        self.recorder
+                            .record_us(self.latency_us(echoed, now_ns), size);
+                    }
+                    self.totals
+                        .drops
+                        .fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+                    self.totals.error(|| {
+                        format!("{lost} message(s) before message {echoed} never came back")
+                    });
+                    refill += lost + 1;
+                }
+                Reply::Duplicate(number) => {
+                    self.totals
+                        .error(|| format!("message {number} came back twice"));
+                }
+                Reply::Wrong(wrong) => {
+                    self.totals.error(|| wrong);
+                    refill += 1;
+                }
+                Reply::Ping => self.pong.set(&self.read.filled()[payload.clone()]),
+                Reply::Fragment | Reply::Ignored => {}
+                Reply::Closed(code) => {
+                    return Err(format!("the server closed with code {code:?}"));
+                }
+                Reply::Broken(why) => return Err(why),
+            }
+            self.read.consume(payload.end);
+        }
+        if self.check.next() > self.sent {
+            return Err("an echo of a message never sent".into());
+        }
+        // A slot is refilled only once its message is written whole: a server that answers
+        // before it has the message (so not an echo) cannot make the tool cut a frame.
+        let unwritten = self.due.div_ceil(self.frame_len) as u64;
+        let refill = refill.min(self.window - unwritten);
+        if refill > 0 && now < self.totals.measure_until {
+            self.make_due(refill, now_ns);
+        }
+        self.recorder.tick(now);
+        Ok(())
     }
 }
 
@@ -249,22 +407,22 @@ impl PendingPong {
         self.frame.is_some()
     }
 
-    /// Writes what the socket takes of the pong.
-    fn write(&mut self, stream: &TcpStream) -> Result<(), String> {
+    /// Writes what the socket takes of the pong; whether anything went out.
+    fn poll_write(&mut self, cx: &mut Context<'_>, stream: &mut TcpStream) -> Result<bool, String> {
         let Some((frame, len)) = &self.frame else {
-            return Ok(());
+            return Ok(false);
         };
-        match stream.try_write(&frame[self.written..*len]) {
-            Ok(n) => {
+        match Pin::new(stream).poll_write(cx, &frame[self.written..*len]) {
+            Poll::Ready(Ok(n)) => {
                 self.written += n;
                 if self.written == *len {
                     self.frame = None;
                     self.written = 0;
                 }
-                Ok(())
+                Ok(n > 0)
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(format!("write: {e}")),
+            Poll::Ready(Err(e)) => Err(format!("write: {e}")),
+            Poll::Pending => Ok(false),
         }
     }
 }

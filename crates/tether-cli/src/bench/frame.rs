@@ -13,6 +13,8 @@ use tether_proto::ProtocolError;
 use tether_proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use tether_proto::mask::apply_mask;
 
+use super::sequence::{self, SEQUENCE_LEN};
+
 /// The masking key of every frame sent (see the module doc).
 pub const MASK_KEY: [u8; 4] = [0x6b, 0x3e, 0x91, 0xd4];
 
@@ -43,6 +45,29 @@ pub fn repeated_frames(opcode: OpCode, payload: &[u8], count: usize) -> Vec<u8> 
     let mut one = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
     push_masked_frame(&mut one, opcode, payload);
     one.repeat(count)
+}
+
+/// Writes sequence number `number` ([`sequence`](super::sequence)) into the first bytes of a
+/// payload masked with [`MASK_KEY`] from its start, as [`push_masked_frame`] left it: the
+/// frame then carries that number, masked, with no other byte touched.
+pub fn write_masked_sequence(masked_payload: &mut [u8], number: u64) {
+    let len = masked_payload.len().min(SEQUENCE_LEN);
+    let mask = u64::from_le_bytes([
+        MASK_KEY[0],
+        MASK_KEY[1],
+        MASK_KEY[2],
+        MASK_KEY[3],
+        MASK_KEY[0],
+        MASK_KEY[1],
+        MASK_KEY[2],
+        MASK_KEY[3],
+    ]);
+    let digits = (sequence::encode(number) ^ mask).to_le_bytes();
+    // The whole word in one store when it fits (every payload of 8 bytes or more).
+    match masked_payload.get_mut(..SEQUENCE_LEN) {
+        Some(word) => word.copy_from_slice(&digits),
+        None => masked_payload[..len].copy_from_slice(&digits[..len]),
+    }
 }
 
 /// A masked close frame with status 1000 (RFC 6455 §5.5.1, §7.4.1).
@@ -184,6 +209,26 @@ mod tests {
         assert!(header.fin && header.mask.is_none());
         assert_eq!(&hello[range], b"Hello");
         assert!(complete_frame(&[0x83, 0x00]).is_err(), "reserved opcode");
+    }
+
+    #[test]
+    fn sequence_numbers_are_written_masked() {
+        let payload = b"abcdefghijkl";
+        let mut frame = Vec::new();
+        push_masked_frame(&mut frame, OpCode::Text, payload);
+        write_masked_sequence(&mut frame[6..], 65);
+        let mut unmasked = frame[6..].to_vec();
+        apply_mask(&mut unmasked, MASK_KEY, 0);
+        assert_eq!(
+            &unmasked, b"11000000ijkl",
+            "the number, then the payload as it was"
+        );
+        let mut short = Vec::new();
+        push_masked_frame(&mut short, OpCode::Binary, b"ab");
+        write_masked_sequence(&mut short[6..], 3);
+        let mut unmasked = short[6..].to_vec();
+        apply_mask(&mut unmasked, MASK_KEY, 0);
+        assert_eq!(&unmasked, b"30");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! The tool is written to measure the server, not itself: raw TCP with frames built and
 //! masked once per connection ([`frame`]), replies parsed in place from reused buffers, no
 //! allocation per message. It measures its own CPU time and says when it was the
-//! bottleneck ([`system`]).
+//! bottleneck ([`system`]); against `null-echo` ([`null_echo`]), a server that does nothing
+//! but echo, it measures its own ceiling.
 
 mod args;
 mod connect;
@@ -18,9 +19,11 @@ mod fanout_wire;
 mod frame;
 mod handshake;
 mod idle;
+mod null_echo;
 mod progress;
 mod recorder;
 mod report;
+mod sequence;
 mod system;
 mod target;
 
@@ -42,7 +45,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         eprintln!("tether bench: {message}");
         return ExitCode::from(2);
     }
-    let threads = args.mode.common().threads;
+    let threads = args.mode.common().map_or(1, |common| common.threads);
     let runtime = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -60,6 +63,12 @@ pub fn run(args: BenchArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Mode::NullEcho(null) = &args.mode {
+        // Serves until the process is stopped: it returns only when it cannot go on.
+        let Err(message) = runtime.block_on(null_echo::run(null));
+        eprintln!("tether bench null-echo: {message}");
+        return ExitCode::FAILURE;
+    }
     let outcome: Result<Report, String> = runtime.block_on(async {
         match &args.mode {
             Mode::Echo(echo) if echo.deflate => echo_deflate::run(echo).await,
@@ -67,12 +76,13 @@ pub fn run(args: BenchArgs) -> ExitCode {
             Mode::Connect(connect) => connect::run(connect).await,
             Mode::Idle(idle) => idle::run(idle).await,
             Mode::Fanout(fanout) => fanout::run(fanout).await,
+            Mode::NullEcho(_) => Err("the null echo server is no workload".into()),
         }
     });
     runtime.shutdown_background();
     match outcome {
         Ok(report) => {
-            report.print(args.mode.common().json);
+            report.print(args.mode.common().is_some_and(|common| common.json));
             if report.errors > 0 {
                 ExitCode::FAILURE
             } else {

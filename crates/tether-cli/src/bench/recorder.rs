@@ -130,19 +130,44 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// Records a message of `bytes` payload that took `latency_us` microseconds, with no
+    /// check of the window or the clock: for callers that take many messages at one time
+    /// and check that time once ([`Totals::in_window`], then [`Self::tick`]).
+    pub fn record_us(&mut self, latency_us: u64, bytes: usize) {
+        self.latencies_us[self.len] = latency_us;
+        self.len += 1;
+        self.messages += 1;
+        self.bytes += bytes as u64;
+        if self.len == BATCH {
+            self.fold_latencies();
+        }
+    }
+
+    /// Folds the counts in if the last time was long enough ago (for [`Self::record_us`]).
+    pub fn tick(&mut self, now: Instant) {
+        if now.duration_since(self.last_flush) >= FLUSH_INTERVAL {
+            self.flush(now);
+        }
+    }
+
+    /// Folds the batch of latencies into the shared histogram.
+    fn fold_latencies(&mut self) {
+        let mut histogram = self
+            .totals
+            .histogram
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for &latency in &self.latencies_us[..self.len] {
+            histogram.saturating_record(latency);
+        }
+        self.len = 0;
+    }
+
     /// Folds the batch into the totals.
     pub fn flush(&mut self, now: Instant) {
         self.last_flush = now;
         if self.len > 0 {
-            let mut histogram = self
-                .totals
-                .histogram
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            for &latency in &self.latencies_us[..self.len] {
-                histogram.saturating_record(latency);
-            }
-            self.len = 0;
+            self.fold_latencies();
         }
         self.totals
             .messages
@@ -183,6 +208,30 @@ mod tests {
         let histogram = totals.histogram();
         assert_eq!(histogram.len(), 300);
         assert!(histogram.min() >= 100 && histogram.max() <= 400);
+    }
+
+    #[test]
+    fn unchecked_records_fold_in_batches_and_on_tick() {
+        let start = Instant::now();
+        let totals = Totals::new(start, start + Duration::from_secs(10));
+        let mut recorder = Recorder::new(&totals);
+        for i in 0..(BATCH as u64 + 10) {
+            recorder.record_us(50 + i, 16);
+        }
+        assert_eq!(
+            totals.histogram().len(),
+            BATCH as u64,
+            "a full batch folds at once"
+        );
+        recorder.tick(start);
+        assert_eq!(totals.messages.load(Ordering::Relaxed), 0, "not yet due");
+        recorder.tick(recorder.last_flush + FLUSH_INTERVAL);
+        assert_eq!(totals.messages.load(Ordering::Relaxed), BATCH as u64 + 10);
+        assert_eq!(
+            totals.bytes.load(Ordering::Relaxed),
+            (BATCH as u64 + 10) * 16
+        );
+        assert_eq!(totals.histogram().len(), BATCH as u64 + 10);
     }
 
     #[test]
