@@ -116,9 +116,13 @@ pub async fn half_open(server: &Server) -> (Outcome, Outcome) {
     let served_in = served_started.elapsed();
     // The server holds them all at once (one descriptor each): watch its descriptors until
     // every connection is accepted, at most until the first could time out.
+    // When it holds them all, it has accepted the last one: each is timed from its accept,
+    // which under load comes well after the client's connect completed (the backlog).
     let mut server_holds = 0;
+    let mut all_accepted = opened;
     while server_holds < HALF_OPEN && started.elapsed() < HANDSHAKE_TIMEOUT {
         server_holds = server_holds.max(server.open_fds().saturating_sub(fds_before));
+        all_accepted = started.elapsed();
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let served = Outcome::new(
@@ -150,7 +154,7 @@ pub async fn half_open(server: &Server) -> (Outcome, Outcome) {
         }
         latest = latest.max(started.elapsed());
     }
-    let limit = opened + HANDSHAKE_TIMEOUT + SLACK;
+    let limit = all_accepted.max(opened) + HANDSHAKE_TIMEOUT + SLACK;
     let actual = if server_holds < HALF_OPEN {
         format!("only {server_holds} held at once")
     } else if latest <= limit {
@@ -167,9 +171,11 @@ pub async fn half_open(server: &Server) -> (Outcome, Outcome) {
         format!("{HALF_OPEN} held at once, {HALF_OPEN} dropped at handshake_timeout"),
         actual,
         format!(
-            "all closed {:.2}s after the first connect (opening took {:.2}s)",
+            "all closed {:.2}s after the first connect (opening took {:.2}s, the server had \
+             accepted them all by {:.2}s)",
             latest.as_secs_f64(),
-            opened.as_secs_f64()
+            opened.as_secs_f64(),
+            all_accepted.as_secs_f64()
         ),
     );
     (served, timeouts)
