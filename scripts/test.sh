@@ -12,9 +12,30 @@
 # (scripts/fuzz-smoke.sh). Autobahn reports go to target/autobahn/{server,client,gateway,proxy}/.
 #
 # Environment: FUZZ_SECONDS (per fuzz target, default 15), TETHER_SOAK_SECS (the soak's
-# length, default 60; 600 for the ten-minute run).
+# length, default 60; 600 for the ten-minute run). With CI set, the run keeps its disk use low:
+# no incremental build caches, and each build tree is deleted once the stages that use it are
+# done (target/debug after the soak, fuzz/target after the fuzz smoke run).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+low_disk=
+if [ -n "${CI:-}" ]; then
+    low_disk=1
+    # incremental caches only pay off across edits; in CI they were 40% of target/debug
+    export CARGO_INCREMENTAL=0
+fi
+# Prints the disk use of the build trees, and deletes them with CI set.
+drop_tree() {
+    local dir
+    for dir in "$@"; do
+        [ -d "$dir" ] || continue
+        echo "disk: $dir holds $(du -sh "$dir" | cut -f1); free on its filesystem: $(df -h --output=avail "$dir" | tail -1 | tr -d ' ')"
+        if [ -n "$low_disk" ]; then
+            rm -rf "$dir"
+            echo "disk: deleted $dir (CI)"
+        fi
+    done
+}
 
 section() { printf '\n========== %s ==========\n' "$*"; }
 t0=$SECONDS
@@ -63,11 +84,14 @@ stage "cargo doc -D warnings" env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace 
 # its figures; the fault tests (tests/faults/) run within cargo test, a few seconds each.
 stage "cargo test" cargo test --workspace -- --skip hostile_input --skip soak_churn
 stage "hostile input matrix (tether serve)" bash -c \
-    'ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"; cargo test -p tether-cli --test hostile -- --nocapture'
+    'ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"; cargo test --workspace --test hostile -- --nocapture'
 stage "Soak (tether serve, ${TETHER_SOAK_SECS:-60} s)" \
-    cargo test -p tether-cli --test soak -- --nocapture
+    cargo test --workspace --test soak -- --nocapture
+# The later stages build release trees only.
+drop_tree target/debug
 stage "criterion benches (smoke: each once)" cargo bench -p tether-proto --quiet -- --test
 stage "fuzz targets (smoke)" bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-15}"
+drop_tree fuzz/target
 
 section "build release examples and the tether binary for Autobahn"
 # target flags apply to every -p: name both kinds so the tether binary is built too
@@ -104,6 +128,7 @@ stage "Autobahn TestSuite: the gateway's proxy route (tether serve -> examples/e
     --out target/autobahn/proxy -p 2 --label autobahn-proxy
 
 section "done in $((SECONDS - t0)) s"
+echo "disk: target holds $(du -sh target | cut -f1); free: $(df -h --output=avail . | tail -1 | tr -d ' ')"
 for f in "${failures[@]+"${failures[@]}"}"; do
     echo "failed stage: $f"
 done
