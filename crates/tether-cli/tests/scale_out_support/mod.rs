@@ -157,8 +157,11 @@ impl Followed {
         if offsets != expected {
             let gaps: Vec<_> = offsets.windows(2).filter(|w| w[1] != w[0] + 1).collect();
             panic!(
-                "{name}: {} messages, not 1..={last} in order; breaks at {gaps:?}",
-                offsets.len()
+                "{name}: {} messages, not 1..={last} in order; breaks at {gaps:?}; first {:?}, \
+                 last {:?}",
+                offsets.len(),
+                offsets.first(),
+                offsets.last()
             );
         }
         let mut epochs = self.epochs.clone();

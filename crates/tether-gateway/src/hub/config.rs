@@ -47,11 +47,12 @@ pub struct HubConfig {
     /// With `redis_sentinels`: the master's name in the sentinels' configuration. Required
     /// with them.
     pub redis_master: Option<String>,
-    /// Replicas that must confirm a publish before it is acknowledged (Redis `WAIT`), so that a
-    /// failover to a replica cannot lose an acknowledged publish. Default 0 (no wait); with
-    /// Sentinel, 1 or more. A publish not confirmed within `redis_timeout` is refused (it
-    /// is in the master's stream and may still be delivered, like any publish that timed out).
-    pub redis_wait_replicas: u32,
+    /// Replicas that must confirm a publish before it is acknowledged (Redis `WAIT`): a
+    /// number, or `"all"`. Default 0 (no wait). A publish not confirmed within half of
+    /// `redis_timeout` is refused (it is in the master's stream and may still be delivered,
+    /// like any publish that timed out). With Sentinel use `"all"`: the sentinels may promote
+    /// any replica, so only a publish every replica has is sure to survive a failover.
+    pub redis_wait_replicas: WaitReplicas,
     /// How long a Redis connect or command may take before it counts as failed (the publish
     /// is refused, the link reconnects). Default 2 s; between 10 ms and 60 s.
     #[serde(deserialize_with = "crate::config::units::duration")]
@@ -102,6 +103,51 @@ pub enum OutagePolicy {
     Buffer,
 }
 
+/// How many replicas must have a publish before it is acknowledged (`hub.redis_wait_replicas`):
+/// a number in the config file, or `"all"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitReplicas {
+    /// This many (0: no wait).
+    Count(u32),
+    /// Every replica the master lists (`ROLE`, asked at each connect and health check), and
+    /// at least one. Redis replicates asynchronously and Sentinel may promote any replica it
+    /// finds fit, so a publish that only some replicas have can be lost in a failover; one
+    /// that every replica has cannot, short of a replica that was cut off from the master
+    /// just then and is promoted anyway.
+    All,
+}
+
+impl<'de> Deserialize<'de> for WaitReplicas {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = WaitReplicas;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of replicas or \"all\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<WaitReplicas, E> {
+                u32::try_from(n)
+                    .map(WaitReplicas::Count)
+                    .map_err(|_| E::custom(format!("a number of replicas from 0, not {n}")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<WaitReplicas, E> {
+                u32::try_from(n)
+                    .map(WaitReplicas::Count)
+                    .map_err(|_| E::custom(format!("too many replicas: {n}")))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<WaitReplicas, E> {
+                match s {
+                    "all" => Ok(WaitReplicas::All),
+                    _ => Err(E::custom(format!(
+                        "a number of replicas or \"all\", not \"{s}\""
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// Which backplane the hub uses.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -124,7 +170,7 @@ impl Default for HubConfig {
             redis_url: None,
             redis_sentinels: Vec::new(),
             redis_master: None,
-            redis_wait_replicas: 0,
+            redis_wait_replicas: WaitReplicas::Count(0),
             redis_timeout: Duration::from_secs(2),
             redis_ping_interval: Duration::from_secs(1),
             redis_max_backoff: Duration::from_secs(2),
@@ -240,10 +286,11 @@ impl HubConfig {
                 self.redis_buffer_bytes
             ));
         }
-        if self.redis_wait_replicas > MAX_WAIT_REPLICAS {
+        if let WaitReplicas::Count(n) = self.redis_wait_replicas
+            && n > MAX_WAIT_REPLICAS
+        {
             return Err(format!(
-                "hub.redis_wait_replicas: at most {MAX_WAIT_REPLICAS}, not {}",
-                self.redis_wait_replicas
+                "hub.redis_wait_replicas: at most {MAX_WAIT_REPLICAS}, not {n}"
             ));
         }
         for (i, url) in self.redis_sentinels.iter().enumerate() {
@@ -510,6 +557,17 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert!(err.starts_with("hub.redis_sentinels[0]: "), "{err}");
+        let parse_config = toml::from_str::<HubConfig>;
+        let all = parse_config("redis_wait_replicas = \"all\"").unwrap();
+        assert_eq!(all.redis_wait_replicas, WaitReplicas::All);
+        assert_eq!(
+            parse_config("redis_wait_replicas = 2")
+                .unwrap()
+                .redis_wait_replicas,
+            WaitReplicas::Count(2)
+        );
+        assert!(parse("redis_wait_replicas = \"most\"").is_err());
+        assert!(parse("redis_wait_replicas = -1").is_err());
         let err = parse("redis_wait_replicas = 17").unwrap().unwrap_err();
         assert!(
             err.starts_with("hub.redis_wait_replicas: at most 16"),

@@ -49,6 +49,7 @@ pub use backplane::{
 };
 pub use config::{
     BackplaneKind, HubConfig, OutagePolicy, SlowConsumerPolicy, TopicPolicy, TopicSettings,
+    WaitReplicas,
 };
 pub use memory::InMemoryBackplane;
 pub use pattern::{MAX_TOPIC_LEN, Pattern, Permissions, validate_topic};

@@ -157,6 +157,7 @@ mod tests {
                 timeout: Duration::from_millis(100),
                 ping_interval: Duration::from_millis(100),
                 max_backoff: Duration::from_millis(100),
+                unnotified_records: false,
             },
         )
     }

@@ -18,15 +18,17 @@
 //! A topic without a cursor (no record delivered yet since it was watched) needs no catch-up
 //! if its pattern was watched while the current connection was up: every record since then
 //! was notified, and the ones before are in the subscribers' replays. If the pattern was
-//! watched before a reconnect, its first record is caught up from the stream's start (the
-//! subscribers' queues drop what they already have).
+//! watched before a reconnect, or records can go unnotified (`redis_wait_replicas`: the
+//! node notifies after the `WAIT`, and a publish refused there stays in the stream), its
+//! first record is caught up from the stream's start (the subscribers' queues drop what they
+//! already have).
 //!
 //! With Redis Sentinel the link asks the sentinels for the master at every connect, and its
 //! health check is `ROLE` rather than `PING`: a master demoted to replica (a failover) ends
 //! the connected period like a silent one, and the next connect finds the new master.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -51,6 +53,10 @@ pub(crate) struct LinkSettings {
     pub(crate) timeout: Duration,
     pub(crate) ping_interval: Duration,
     pub(crate) max_backoff: Duration,
+    /// A record can be in a stream without a notification: with `redis_wait_replicas` the
+    /// node notifies only after the `WAIT`, so a publish refused there (or a node that dies
+    /// in between) leaves one that only a gap fill delivers.
+    pub(crate) unnotified_records: bool,
 }
 
 /// Counters for metrics.
@@ -112,6 +118,8 @@ pub(crate) struct Shared {
     pub(crate) watched: Mutex<HashMap<Pattern, u64>>,
     /// The number of the current connected period (1 for the first).
     period: AtomicU64,
+    /// The replicas the master listed at the last `ROLE` (for `redis_wait_replicas = "all"`).
+    replicas: AtomicU32,
     pub(crate) stats: Mutex<LinkStats>,
     /// A command failed: the link checks Redis now rather than at the next ping.
     trouble: Notify,
@@ -131,6 +139,7 @@ impl Shared {
             sink: OnceLock::new(),
             watched: Mutex::new(HashMap::new()),
             period: AtomicU64::new(0),
+            replicas: AtomicU32::new(0),
             stats: Mutex::new(LinkStats {
                 degraded_since: Some(Instant::now()),
                 ..LinkStats::default()
@@ -169,6 +178,16 @@ impl Shared {
             }
             notified.await;
         }
+    }
+
+    /// The replicas the master listed at the link's last health check.
+    pub(crate) fn replicas(&self) -> u32 {
+        self.replicas.load(Ordering::Acquire)
+    }
+
+    /// Asks the link to check Redis now rather than at the next ping.
+    pub(crate) fn recheck(&self) {
+        self.trouble.notify_one();
     }
 
     /// A command failed with `error`: count it, wake the link, and say why.
@@ -277,7 +296,7 @@ async fn session(
     )
     .await?;
     // A replica would refuse every publish: wait for a master (a failover in progress).
-    check(&mut conn, timeout).await?;
+    check(shared, &mut conn).await?;
     let mut pubsub = timed(timeout, "connect (subscription)", client.get_async_pubsub()).await?;
     timed(timeout, "subscribe", pubsub.subscribe(CHANNEL)).await?;
     let mut messages = pubsub.into_on_message();
@@ -305,23 +324,31 @@ async fn session(
                     Err(e) => tracing::warn!("ignoring a bad notification on {CHANNEL}: {e}"),
                 }
             }
-            _ = ping.tick() => check(&mut conn, timeout).await?,
-            () = shared.trouble.notified() => check(&mut conn, timeout).await?,
+            _ = ping.tick() => check(shared, &mut conn).await?,
+            () = shared.trouble.notified() => check(shared, &mut conn).await?,
         }
     }
 }
 
 /// Whether Redis answers, and as a master: `ROLE` (a replica refuses writes, so a master
-/// demoted by a failover counts as down, and the next connect finds the new one).
-async fn check(conn: &mut MultiplexedConnection, limit: Duration) -> Result<(), String> {
+/// demoted by a failover counts as down, and the next connect finds the new one). Also
+/// counts the replicas the master lists.
+async fn check(shared: &Shared, conn: &mut MultiplexedConnection) -> Result<(), String> {
     let role: ::redis::Value = timed(
-        limit,
+        shared.settings.timeout,
         "health check (ROLE)",
         ::redis::cmd("ROLE").query_async(conn),
     )
     .await?;
     match wire::role(&role) {
-        Some("master") => Ok(()),
+        Some("master") => {
+            let replicas = wire::role_replicas(&role).unwrap_or(0);
+            shared.replicas.store(
+                u32::try_from(replicas).unwrap_or(u32::MAX),
+                Ordering::Release,
+            );
+            Ok(())
+        }
         Some(other) => Err(format!("redis is a {other}, not the master")),
         None => Err(format!("redis answered ROLE with {role:?}")),
     }
@@ -342,11 +369,14 @@ async fn deliver(
     let position = record.position();
     let cursor = match cursors.get(&topic) {
         Some(c) if c.epoch == position.epoch => *c,
-        // See the module docs: from the start only if the link went down since the watch.
-        _ if shared.watched_before_reconnect(&topic) => Position {
-            epoch: position.epoch,
-            offset: 0,
-        },
+        // See the module docs: from the start only if the link went down since the watch,
+        // or if a record before this one may not have been notified.
+        _ if shared.settings.unnotified_records || shared.watched_before_reconnect(&topic) => {
+            Position {
+                epoch: position.epoch,
+                offset: 0,
+            }
+        }
         _ => Position {
             epoch: position.epoch,
             offset: position.offset.saturating_sub(1),

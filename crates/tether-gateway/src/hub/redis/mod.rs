@@ -23,8 +23,8 @@
 //!
 //! Standalone Redis (`redis://` and `rediss://` URLs, `redis+unix://`), or the master that
 //! Redis Sentinel names (`hub.redis_sentinels`, followed across failovers; with
-//! `hub.redis_wait_replicas` a publish is acknowledged only once replicas have it, so a
-//! failover loses none). Cluster is not supported: the publish script also touches the
+//! `hub.redis_wait_replicas = "all"` a publish is acknowledged only once every replica has
+//! it, so a failover loses none). Cluster is not supported: the publish script also touches the
 //! `tether:topics` set, in another slot.
 
 mod buffer;
@@ -45,7 +45,7 @@ use super::backplane::{
     Backplane, BackplaneError, BoxFuture, Health, Publication, RecordSink, Replay, ReplayFrom,
     TopicState,
 };
-use super::config::{BackplaneKind, HubConfig, OutagePolicy};
+use super::config::{BackplaneKind, HubConfig, OutagePolicy, WaitReplicas};
 use super::pattern::Pattern;
 use super::presence::{PresenceEntry, PresenceList};
 use super::record::{Epoch, Position};
@@ -59,7 +59,7 @@ pub struct RedisBackplane {
     /// With `hub.redis_outage = "buffer"`: publishes held while Redis is unreachable.
     buffer: Option<PublishBuffer>,
     /// Replicas that must confirm a publish before it is acknowledged (`WAIT`).
-    wait_replicas: u32,
+    wait_replicas: WaitReplicas,
     presence: Arc<presence::Presence>,
     link: tokio::task::JoinHandle<()>,
     refresh: tokio::task::JoinHandle<()>,
@@ -127,6 +127,7 @@ impl RedisBackplane {
             timeout: config.redis_timeout,
             ping_interval: config.redis_ping_interval,
             max_backoff: config.redis_max_backoff,
+            unnotified_records: config.redis_wait_replicas != WaitReplicas::Count(0),
         };
         let shared = Arc::new(Shared::new(source, settings));
         let link = tokio::spawn(link::run(shared.clone()));
@@ -145,25 +146,38 @@ impl RedisBackplane {
         })
     }
 
-    /// Waits until `wait_replicas` replicas have every write of `conn` so far (Redis
-    /// `WAIT`), within most of `redis_timeout` (the connection's own limit).
+    /// How many replicas a publish must reach before its ack (`None`: no wait). With
+    /// `"all"`, every replica the master listed at the link's last `ROLE`, and at least one.
+    fn replicas_to_wait_for(&self) -> Option<u32> {
+        match self.wait_replicas {
+            WaitReplicas::Count(0) => None,
+            WaitReplicas::Count(n) => Some(n),
+            WaitReplicas::All => Some(self.shared.replicas().max(1)),
+        }
+    }
+
+    /// Waits until `wanted` replicas have every write of `conn` so far (Redis `WAIT`),
+    /// within half of `redis_timeout` (the connection's own limit).
     async fn replicated(
         &self,
         conn: &mut ::redis::aio::MultiplexedConnection,
+        wanted: u32,
     ) -> Result<(), BackplaneError> {
-        let limit = self.shared.settings.timeout * 3 / 4;
+        // Half, so the WAIT's own answer comes well within the connection's response limit.
+        let limit = self.shared.settings.timeout / 2;
         let millis = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX).max(1);
         let confirmed: i64 = ::redis::cmd("WAIT")
-            .arg(self.wait_replicas)
+            .arg(wanted)
             .arg(millis)
             .query_async(conn)
             .await
             .map_err(|e| self.shared.failed("replication wait", &e))?;
-        if confirmed < i64::from(self.wait_replicas) {
+        if confirmed < i64::from(wanted) {
+            // A replica may have gone: the link's next ROLE check counts again.
+            self.shared.recheck();
             return Err(BackplaneError(format!(
-                "redis stored the publish but only {confirmed} of {} replicas confirmed it \
-                 within {limit:?} (hub.redis_wait_replicas); it may still be delivered",
-                self.wait_replicas
+                "redis stored the publish but only {confirmed} of {wanted} replicas confirmed \
+                 it within {limit:?} (hub.redis_wait_replicas); it may still be delivered"
             )));
         }
         Ok(())
@@ -238,6 +252,7 @@ impl Backplane for RedisBackplane {
             };
             let keys = TopicKeys::new(&publication.topic);
             let history = publication.history;
+            let wait = self.replicas_to_wait_for();
             let reply = scripts::PUBLISH_SCRIPT
                 .key(&keys.meta)
                 .key(&keys.log)
@@ -254,11 +269,7 @@ impl Backplane for RedisBackplane {
                 .arg(&publication.data[..])
                 // Waiting for replicas: the notification goes out only once they have the
                 // record, so no node delivers one that a failover could lose.
-                .arg(if self.wait_replicas > 0 {
-                    ""
-                } else {
-                    wire::CHANNEL
-                })
+                .arg(if wait.is_some() { "" } else { wire::CHANNEL })
                 .invoke_async::<::redis::Value>(&mut conn)
                 .await
                 .map_err(|e| refused(self.shared.failed("publish", &e)))?;
@@ -267,7 +278,9 @@ impl Backplane for RedisBackplane {
             self.remember(&publication.topic, position, published.retained);
             if let Some(notification) = published.notification {
                 // Not notified, it still reaches the nodes with the next record's gap fill.
-                self.replicated(&mut conn).await.map_err(refused)?;
+                if let Some(wanted) = wait {
+                    self.replicated(&mut conn, wanted).await.map_err(refused)?;
+                }
                 ::redis::cmd("PUBLISH")
                     .arg(wire::CHANNEL)
                     .arg(notification)

@@ -221,6 +221,18 @@ pub(crate) fn role(reply: &Value) -> Option<&str> {
     }
 }
 
+/// The number of replicas in a master's `ROLE` reply, `["master", offset, [[ip, port,
+/// offset], ...]]`; `None` for any other reply.
+pub(crate) fn role_replicas(reply: &Value) -> Option<usize> {
+    match reply {
+        Value::Array(items) if role(reply) == Some("master") => match items.get(2) {
+            Some(Value::Array(replicas)) => Some(replicas.len()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Parses the presence query script's reply, `[count, member*]`: the count and the entries,
 /// sorted by client id.
 pub(crate) fn parse_presence_reply(reply: &Value) -> Result<PresenceList, String> {
@@ -427,6 +439,16 @@ mod tests {
         assert_eq!(role(&replica), Some("slave"));
         assert_eq!(role(&Value::Okay), None);
         assert_eq!(role(&Value::Array(vec![])), None);
+        assert_eq!(role_replicas(&master), Some(0));
+        let replica_entry = || Value::Array(vec![bulk("127.0.0.1"), bulk("6380"), bulk("1234")]);
+        let two = Value::Array(vec![
+            bulk("master"),
+            Value::Int(1234),
+            Value::Array(vec![replica_entry(), replica_entry()]),
+        ]);
+        assert_eq!(role_replicas(&two), Some(2));
+        assert_eq!(role_replicas(&replica), None);
+        assert_eq!(role_replicas(&Value::Okay), None);
     }
 
     #[test]
