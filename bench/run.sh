@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v taskset >/dev/null || { echo "run.sh: taskset (util-linux) is needed" >&2; exit 2; }
+# kosoku, for the Autobahn compression cases
+[ -x .venv-conformance/bin/kosoku ] || bash scripts/setup-conformance.sh
 exec python3 bench/run.py "$@"

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use scale_out_support::{Cluster, Pick, followers, healthy, http, publish};
+use scale_out_support::{
+    Cluster, Pick, assert_every_ack_delivered, followers, healthy, http, publish,
+};
 use serde_json::{Value, json};
 use support::PATIENCE;
 use tether::{ClientBuilder, Message};
@@ -164,26 +166,7 @@ async fn redis_stopping_during_publishing_loses_no_acknowledged_publish() {
     }
     let last = *acked.keys().last().unwrap();
     until_tx.send(last).unwrap();
-    let mut delivered = Vec::new();
-    let mut first: Option<Vec<(u64, Value)>> = None;
-    for (i, handle) in handles.into_iter().enumerate() {
-        let seen = handle.await.unwrap();
-        assert_eq!(seen.nodes.len(), 1, "subscriber {i} kept its connection");
-        seen.assert_complete(&format!("subscriber {i}"), last);
-        let by_offset: BTreeMap<u64, &Value> = seen.messages.iter().map(|(o, d)| (*o, d)).collect();
-        for (offset, data) in &acked {
-            assert_eq!(
-                by_offset.get(offset),
-                Some(&data),
-                "subscriber {i}, acked offset {offset}"
-            );
-        }
-        delivered.push(seen.messages.len());
-        match &first {
-            None => first = Some(seen.messages),
-            Some(order) => assert_eq!(order, &seen.messages, "subscriber {i}'s order"),
-        }
-    }
+    let delivered = assert_every_ack_delivered(handles, &acked, last).await;
     cluster.assert_running();
     assert!(
         refused > 0,

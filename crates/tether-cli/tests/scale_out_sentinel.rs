@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use scale_out_support::{Pick, follow, healthy, publish, wait_health};
+use scale_out_support::{Pick, assert_every_ack_delivered, follow, healthy, publish, wait_health};
 use serde_json::{Value, json};
 use support::redis::Redis;
 use support::{PATIENCE, Serve};
@@ -152,24 +152,7 @@ async fn nodes_follow_a_sentinel_failover_and_lose_no_acknowledged_publish() {
     let unacked: Vec<u64> = (1..=last).filter(|o| !acked.contains_key(o)).collect();
     eprintln!("offsets up to {last} not acknowledged (refused, yet stored): {unacked:?}");
     until_tx.send(last).unwrap();
-    let mut order: Option<Vec<(u64, Value)>> = None;
-    for (i, handle) in followers.into_iter().enumerate() {
-        let seen = handle.await.unwrap();
-        assert_eq!(seen.nodes.len(), 1, "subscriber {i} kept its connection");
-        seen.assert_complete(&format!("subscriber {i}"), last);
-        let by_offset: BTreeMap<u64, &Value> = seen.messages.iter().map(|(o, d)| (*o, d)).collect();
-        for (offset, data) in &acked {
-            assert_eq!(
-                by_offset.get(offset),
-                Some(&data),
-                "subscriber {i}, acked offset {offset}"
-            );
-        }
-        match &order {
-            None => order = Some(seen.messages),
-            Some(first) => assert_eq!(first, &seen.messages, "subscriber {i}'s order"),
-        }
-    }
+    assert_every_ack_delivered(followers, &acked, last).await;
     for (i, mut node) in nodes.into_iter().enumerate() {
         assert!(
             node.process.child.try_wait().unwrap().is_none(),

@@ -170,6 +170,38 @@ impl Followed {
     }
 }
 
+/// Awaits every follower and asserts that each kept its one connection and got offsets
+/// `1..=last` in the same order, with every acknowledged publish's data at its offset.
+/// Returns how many messages each got.
+pub async fn assert_every_ack_delivered(
+    followers: Vec<tokio::task::JoinHandle<Followed>>,
+    acked: &std::collections::BTreeMap<u64, Value>,
+    last: u64,
+) -> Vec<usize> {
+    let mut counts = Vec::new();
+    let mut first: Option<Vec<(u64, Value)>> = None;
+    for (i, handle) in followers.into_iter().enumerate() {
+        let seen = handle.await.unwrap();
+        assert_eq!(seen.nodes.len(), 1, "subscriber {i} kept its connection");
+        seen.assert_complete(&format!("subscriber {i}"), last);
+        let by_offset: std::collections::BTreeMap<u64, &Value> =
+            seen.messages.iter().map(|(o, d)| (*o, d)).collect();
+        for (offset, data) in acked {
+            assert_eq!(
+                by_offset.get(offset),
+                Some(&data),
+                "subscriber {i}, acked offset {offset}"
+            );
+        }
+        counts.push(seen.messages.len());
+        match &first {
+            None => first = Some(seen.messages),
+            Some(order) => assert_eq!(order, &seen.messages, "subscriber {i}'s order"),
+        }
+    }
+    counts
+}
+
 /// Follows `topic` from node `first` on (then the next nodes, in turn, when a node goes
 /// away), resuming after the last message received, until `until` is reached. `ready` fires
 /// after the first subscribe's ack. A reconnection waits for `gate` to be open.
