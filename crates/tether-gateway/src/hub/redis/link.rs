@@ -192,7 +192,7 @@ impl Shared {
 
     /// A command failed with `error`: count it, wake the link, and say why.
     pub(crate) fn failed(&self, what: &str, error: &::redis::RedisError) -> BackplaneError {
-        self.trouble.notify_one();
+        self.recheck();
         BackplaneError(format!("redis {what} failed: {error}"))
     }
 
