@@ -103,7 +103,8 @@ Workloads:
            (over a WebSocket on --url, or the HTTP API with --publish-url); latency from
            publish to delivery from a timestamp in the payload; drops are missing offsets
            (and deliveries not in by --settle), so nothing else may publish to the topic
-           meanwhile. MB/s counts the whole delivered messages (envelope and data).
+           meanwhile. MB/s counts the whole delivered messages (envelope and data). With
+           --server-pid, the server's CPU time from the first publish on, per delivery.
 
 Every run reports messages/s, MB/s of payload (MB = 10^6 bytes), latency p50/p99/p999/max
 (HDR histogram, microseconds), errors and drops; --json prints one object on stdout. A

@@ -537,10 +537,22 @@ fn assert_every_subscriber_got_every_message(json: &Value) {
 fn fanout_over_a_websocket_publisher_delivers_everything_once() {
     let serve = Serve::start(None);
     let url = serve.url("/ws");
-    let (out, json) = bench_json(&fanout_args(&url, "bench.ws"));
+    let pid = serve.process.child.id().to_string();
+    let mut args = fanout_args(&url, "bench.ws");
+    args.extend(["--server-pid", &pid]);
+    let (out, json) = bench_json(&args);
     assert_eq!(out.code(), 0, "{out:?}");
     assert_eq!(json["publisher"], "websocket");
     assert_every_subscriber_got_every_message(&json);
+    // The server's CPU from the first publish on, shared out over the deliveries.
+    let used = json["server_cpu_s"].as_f64().unwrap();
+    let per_delivery = json["server_cpu_us_per_delivery"].as_f64().unwrap();
+    let deliveries = json["deliveries"].as_f64().unwrap();
+    assert!((0.0..60.0).contains(&used), "{json}");
+    assert!(
+        (per_delivery - used * 1e6 / deliveries).abs() <= 0.01,
+        "{json}"
+    );
 }
 
 #[test]

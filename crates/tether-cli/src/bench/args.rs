@@ -182,6 +182,11 @@ pub struct FanoutArgs {
     /// then counts as dropped.
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "TIME")]
     pub settle: Duration,
+    /// The server's process: the CPU time it spends from the first publish until every
+    /// delivery is in (at most --settle after the last publish; from /proc/PID/stat) is
+    /// reported per delivery.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
 }
 
 impl Mode {

@@ -26,7 +26,7 @@ use super::handshake::{HandshakeSpec, Opened, open_many};
 use super::progress::Progress;
 use super::recorder::{Recorder, Totals};
 use super::report::Report;
-use super::system::CpuMeter;
+use super::system::{CpuMeter, cpu_time};
 
 /// How long subscribing may take before the subscriber counts as failed.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,10 +78,26 @@ pub async fn run(args: &FanoutArgs) -> Result<Report, String> {
     let failed_subscribers = totals.errors.load(Ordering::Relaxed);
 
     let cpu = CpuMeter::start();
+    let server_cpu_at_start = args.server_pid.and_then(cpu_time);
     let progress = Progress::start("fanout", totals.clone(), args.common.json);
     let published: Published = publish(args, &spec, clock, &totals).await?;
     let settle_until = Instant::now() + args.settle;
     let _ = final_tx.send(Some((published.last_offset, settle_until)));
+    // The server's CPU is read once every delivery is in (or at the settle deadline), before
+    // the subscribers hang up: closing 10,000 connections costs more than a publish.
+    let server_cpu = match (args.server_pid, server_cpu_at_start) {
+        (Some(pid), Some(start)) => {
+            let live = (args.subscribers as u64).saturating_sub(failed_subscribers);
+            let expected = published.count * live;
+            while totals.messages.load(Ordering::Relaxed) < expected
+                && Instant::now() < settle_until
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            cpu_time(pid).and_then(|end| end.checked_sub(start))
+        }
+        _ => None,
+    };
     // Each subscriber stops by itself at `settle_until`; this is a safety net.
     let give_up = settle_until + SUBSCRIBE_TIMEOUT;
     while let Ok(Some(_)) = timeout_at(give_up.into(), tasks.join_next()).await {}
@@ -122,6 +138,16 @@ pub async fn run(args: &FanoutArgs) -> Result<Report, String> {
             json!(totals.duplicates.load(Ordering::Relaxed)),
         ),
     ];
+    if let Some(used) = server_cpu {
+        let per_delivery = used.as_secs_f64() * 1e6 / deliveries.max(1) as f64;
+        report.results.extend([
+            ("server_cpu_s", json!(used.as_secs_f64())),
+            (
+                "server_cpu_us_per_delivery",
+                json!((per_delivery * 100.0).round() / 100.0),
+            ),
+        ]);
+    }
     Ok(report)
 }
 

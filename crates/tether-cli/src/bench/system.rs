@@ -36,7 +36,17 @@ const USER_HZ: f64 = 100.0;
 
 /// CPU time used by this process (user + system, all threads), from `/proc/self/stat`.
 pub fn own_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    stat_cpu_time("/proc/self/stat")
+}
+
+/// CPU time used so far by process `pid` (user + system, all threads), from
+/// `/proc/PID/stat`: the server's, when the load tool runs beside it.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    stat_cpu_time(&format!("/proc/{pid}/stat"))
+}
+
+fn stat_cpu_time(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The second field, the command, is in parentheses and may hold spaces.
     let after_command = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = after_command.split_whitespace().collect();
@@ -88,6 +98,14 @@ pub fn rss_kib(pid: u32) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_of_a_pid_reads_the_same_clock() {
+        let own = own_cpu_time().expect("/proc/self/stat");
+        let by_pid = cpu_time(std::process::id()).expect("/proc/PID/stat");
+        assert!(by_pid >= own, "{by_pid:?} read after {own:?}");
+        assert_eq!(cpu_time(u32::MAX), None, "no such process");
+    }
 
     #[test]
     fn own_cpu_time_grows_with_work() {
