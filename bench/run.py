@@ -450,8 +450,8 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
 TRIED = [
     "- Fan-out: each record is framed once and shared by every subscriber's queue; queued "
     "records leave in one write (1.0 us of server CPU per delivery at 100 publishes/s to "
-    "10,000). One lone publish costs ~14 us per subscriber, 77% of it the kernel's loopback "
-    "TCP path (`docs/perf/fanout-10k.md`): ~110 ms of kernel work for 10,000 subscribers on "
+    "10,000). One lone publish costs ~15 us per subscriber, 86% of it the kernel's loopback "
+    "TCP path (`docs/perf/fanout-10k.md`): ~125 ms of kernel work for 10,000 subscribers on "
     "one vCPU, so the < 20 ms target is out of reach with this setup.",
     "- Replies to one read leave in one vectored write (the driver writes only when it next "
     "waits for input; the echo server `feed`s): already so before issue #7's work.",
