@@ -14,6 +14,9 @@
 # of memory (2 GiB); the reproducer is kept in $FUZZ_ARTIFACTS (default: a temporary
 # directory, printed at the end).
 #
+# Do not SIGSTOP a running fuzzer to free the CPU for something else: libFuzzer's per-input
+# timeout (-timeout=30) runs on wall time, so the input it was on is reported as a timeout.
+#
 # Environment: FUZZ_SANITIZER (address, the default, or none), FUZZ_ARTIFACTS, FUZZ_MERGE,
 # FUZZ_NICE (default 19).
 set -euo pipefail
