@@ -7,9 +7,10 @@
 mod support;
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Process, python, run, tether};
+use support::{PATIENCE, Process, python, run, tether};
 
 /// The recording Python server.
 struct Recorder {
@@ -38,6 +39,19 @@ impl Recorder {
 
     fn url(&self, path: &str) -> String {
         format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The next recorded event of kind `event` if the server records one within `wait`.
+    fn next_within(&mut self, event: &str, wait: Duration) -> Option<Value> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = self.process.stdout_line_within(left)?;
+            let value: Value = serde_json::from_str(&line).unwrap();
+            if value["event"] == event {
+                return Some(value);
+            }
+        }
     }
 
     /// The next recorded event of kind `event`.
@@ -251,10 +265,22 @@ fn a_closed_stdout_closes_with_1001_and_exits_0() {
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "first\n");
-    // Like `| head -1`: the reader goes away, then another message arrives.
+    // Like `yes | tether connect URL | head -1`: the reader goes away and more messages arrive;
+    // the first echo that cannot be written ends the session. One line may not be enough: a
+    // process that another test spawns at that moment holds a copy of the pipe's read end
+    // until it execs, and a write that lands then succeeds. So a line a second, until the
+    // server records the close.
     drop(stdout);
-    stdin.write_all(b"second\n").unwrap();
-    let closed = server.next("closed");
+    let mut closed = None;
+    for attempt in 0..PATIENCE.as_secs() {
+        // Once the command has exited, its stdin is gone too: the write error is expected.
+        let _ = stdin.write_all(format!("more {attempt}\n").as_bytes());
+        closed = server.next_within("closed", Duration::from_secs(1));
+        if closed.is_some() {
+            break;
+        }
+    }
+    let closed = closed.expect("the server saw no close after stdout was closed");
     assert_eq!(
         (closed["code"].as_u64(), closed["reason"].as_str()),
         (Some(1001), Some("stdout closed"))

@@ -97,6 +97,13 @@ impl Process {
         Some(line)
     }
 
+    /// The next stdout line if one comes within `wait`.
+    pub fn stdout_line_within(&mut self, wait: Duration) -> Option<String> {
+        let line = self.stdout.recv_timeout(wait).ok()?;
+        self.seen_stdout.push(line.clone());
+        Some(line)
+    }
+
     /// The next stdout line.
     pub fn stdout_line(&mut self) -> String {
         match self.stdout.recv_timeout(PATIENCE) {
