@@ -147,23 +147,25 @@ def workloads(quick: bool) -> dict:
         "pipelined": {
             "title": "Pipelined echo: 64 connections x 16 B, 16 in flight each",
             "servers": ECHO_SERVERS, "metric": "messages_per_s", "unit": "msg/s",
-            "args": lambda url, _pid: ["echo", "--url", url, "-c", "64", "--size", "16",
-                                       "--in-flight", "16", "--duration", d, "--warmup", "1s"],
+            "args": lambda url, pid: ["echo", "--url", url, "-c", "64", "--size", "16",
+                                      "--in-flight", "16", "--duration", d, "--warmup", "1s",
+                                      "--server-pid", str(pid)],
             "budget": secs + 30,
         },
         "large": {
             "title": "Echo: 16 connections x 64 KiB, 1 in flight each",
             "servers": ECHO_SERVERS, "metric": "mb_per_s", "unit": "MB/s",
-            "args": lambda url, _pid: ["echo", "--url", url, "-c", "16", "--size", "65536",
-                                       "--in-flight", "1", "--duration", d, "--warmup", "1s"],
+            "args": lambda url, pid: ["echo", "--url", url, "-c", "16", "--size", "65536",
+                                      "--in-flight", "1", "--duration", d, "--warmup", "1s",
+                                      "--server-pid", str(pid)],
             "budget": secs + 30,
         },
         "deflate": {
             "title": "permessage-deflate echo: 16 connections x 4 KiB, 4 in flight each",
             "servers": DEFLATE, "metric": "messages_per_s", "unit": "msg/s",
-            "args": lambda url, _pid: ["echo", "--url", url, "-c", "16", "--size", "4096",
-                                       "--in-flight", "4", "--duration", d, "--warmup", "1s",
-                                       "--deflate"],
+            "args": lambda url, pid: ["echo", "--url", url, "-c", "16", "--size", "4096",
+                                      "--in-flight", "4", "--duration", d, "--warmup", "1s",
+                                      "--deflate", "--server-pid", str(pid)],
             "budget": secs + 30,
         },
         "connect": {
@@ -347,8 +349,9 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
         else:
             first = "msg/s" if key == "mb_per_s" else spec["unit"]
             lines += [f"| server | {first} | MB/s | p50 us | p99 us | p99.9 us | "
-                      "errors | load CPU % | load-bound | ratio to best peer |",
-                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                      "errors | load CPU % | load-bound | server CPU % | server CPU us per "
+                      "message | ratio to best peer |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for server, runs in res.items():
             v = meds[server]
             best = summary[name]["best_value"]
@@ -374,7 +377,9 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
                     f"{fmt(median_latency(runs, 'p50'))} | {fmt(median_latency(runs, 'p99'))} | "
                     f"{fmt(median_latency(runs, 'p999'))} | {fmt(median(runs, 'errors'))} | "
                     f"{fmt(median(runs, 'load_cpu_percent'))} | "
-                    f"{'yes' if any(bound) else 'no'} | {ratio} |")
+                    f"{'yes' if any(bound) else 'no'} | "
+                    f"{fmt(median(runs, 'server_cpu_percent'))} | "
+                    f"{fmt(median(runs, 'server_cpu_us_per_message'), 2)} | {ratio} |")
         failed = [f"{s}: {r['failed']}" for s, runs in res.items() for r in runs if "failed" in r]
         lines += [""] + [f"- failed run: {f}" for f in failed] + ([""] if failed else [])
     if autobahn:
@@ -395,6 +400,23 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
     if "large" in s:
         lines.append(ratio_line(f"64 KiB echo, tether / fastest Rust peer ({s['large']['best']})",
                                 s["large"]["meds"].get("tether"), s["large"]["best_value"], 1.2))
+    for name in ("pipelined", "large"):
+        # The server's side of the same runs: CPU per echoed message (lower is better),
+        # which still compares servers when the load tool bounds the throughput.
+        if name not in results:
+            continue
+        cost = {srv: median(runs, "server_cpu_us_per_message")
+                for srv, runs in results[name].items()}
+        ours = cost.get("tether")
+        peer_cost = {srv: v for srv, v in cost.items() if srv not in ("tether", NULL_ECHO) and v}
+        if ours and peer_cost:
+            cheapest = min(peer_cost, key=peer_cost.get)
+            lines.append(f"- {specs[name]['title']}, server CPU per message: tether "
+                         f"{ours:.2f} us, the cheapest Rust peer ({cheapest}) "
+                         f"{peer_cost[cheapest]:.2f} us: tether uses "
+                         f"{ours / peer_cost[cheapest]:.2f}x its CPU per message (not a "
+                         "target: the server's side of the throughput ratio, whatever bounds "
+                         "the run)")
     for name in ("pipelined", "large"):
         ceiling = s.get(name, {}).get("meds", {}).get(NULL_ECHO)
         ours = s.get(name, {}).get("meds", {}).get("tether")

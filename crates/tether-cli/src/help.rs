@@ -91,7 +91,9 @@ Workloads:
   echo     -c connections each keep --in-flight messages in flight; every echo is checked
            (opcode, length, every byte); latency from send to echo. --deflate offers
            permessage-deflate and runs on the tether client instead of the raw one: heavier
-           per message, so watch load_bound.
+           per message, so watch load_bound. With --server-pid, the server's CPU time in
+           the measured window, as a share of it and per echoed message: it compares
+           servers also when the load tool is the bottleneck.
   connect  -c connectors each open a connection, complete the opening and closing
            handshakes and start again; latency of the opening handshake.
   idle     opens -n connections (over the --sources addresses, so past one ephemeral port

@@ -50,6 +50,7 @@ fn assert_common_fields(json: &Value, mode: &str) {
 fn echo_against_tether_serve_checks_every_echo() {
     let serve = Serve::start(None);
     let url = serve.url("/echo");
+    let pid = serve.process.child.id().to_string();
     let (out, json) = bench_json(&[
         "echo",
         "--url",
@@ -64,6 +65,8 @@ fn echo_against_tether_serve_checks_every_echo() {
         "800ms",
         "--warmup",
         "100ms",
+        "--server-pid",
+        &pid,
     ]);
     assert_eq!(out.code(), 0, "{out:?}");
     assert_common_fields(&json, "echo");
@@ -77,6 +80,18 @@ fn echo_against_tether_serve_checks_every_echo() {
     assert_eq!(json["drops"], 0, "{json}");
     let p50 = json["latency_us"]["p50"].as_u64().unwrap();
     assert!(p50 <= json["latency_us"]["max"].as_u64().unwrap());
+    // The server's CPU over the 800 ms window: it echoed, so it used some, and one
+    // process's CPU time on this machine's cores cannot exceed two cores' worth.
+    let used = json["server_cpu_s"].as_f64().unwrap();
+    assert!(used > 0.0 && used <= 0.8 * 2.0 + 0.02, "{json}");
+    let percent = json["server_cpu_percent"].as_f64().unwrap();
+    assert!((percent - used / 0.8 * 100.0).abs() <= 0.1, "{json}");
+    let per_message = json["server_cpu_us_per_message"].as_f64().unwrap();
+    let messages = json["messages"].as_f64().unwrap();
+    assert!(
+        (per_message - used * 1e6 / messages).abs() <= 0.01,
+        "{json}"
+    );
     // --json with stderr not a terminal: no progress line.
     assert!(!out.stderr.contains("[echo]"), "{}", out.stderr);
 }
@@ -585,6 +600,7 @@ fn fanout_counts_a_refused_subscribe_as_an_error() {
 fn echo_with_deflate_runs_on_the_tether_client() {
     let serve = Serve::start(None);
     let url = serve.url("/echo");
+    let pid = serve.process.child.id().to_string();
     let (out, json) = bench_json(&[
         "echo",
         "--url",
@@ -602,12 +618,19 @@ fn echo_with_deflate_runs_on_the_tether_client() {
         "500ms",
         "--warmup",
         "0s",
+        "--server-pid",
+        &pid,
     ]);
     assert_eq!(out.code(), 0, "{out:?}");
     assert_common_fields(&json, "echo");
     assert_eq!(json["deflate"], true);
     assert!(json["messages"].as_u64().unwrap() > 0, "{json}");
     assert_eq!(json["errors"], 0, "{json}");
+    assert!(json["server_cpu_s"].as_f64().unwrap() > 0.0, "{json}");
+    assert!(
+        json["server_cpu_us_per_message"].as_f64().unwrap() > 0.0,
+        "{json}"
+    );
 }
 
 /// A pub/sub server of this test that drops offset 3 and delivers offset 5 twice, to every

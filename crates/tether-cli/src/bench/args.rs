@@ -84,6 +84,11 @@ pub struct EchoArgs {
     /// `full` compares every byte as well. With --deflate every byte is always compared.
     #[arg(long, value_enum, default_value_t = Verify::Sequence, value_name = "WHAT")]
     pub verify: Verify,
+    /// The server's process: the CPU time it spends in the measured window (from
+    /// /proc/PID/stat) is reported, as a share of the window and per echoed message, which
+    /// compares servers even when the load tool is the bottleneck.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
 }
 
 impl EchoArgs {

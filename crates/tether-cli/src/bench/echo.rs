@@ -30,7 +30,7 @@ use super::handshake::{HandshakeSpec, Opened, close, open_many};
 use super::progress::Progress;
 use super::recorder::{Recorder, Totals};
 use super::report::Report;
-use super::system::CpuMeter;
+use super::system::{CpuMeter, cpu_time_between};
 
 /// Handshakes at once while the connections open.
 const OPEN_CONCURRENCY: usize = 64;
@@ -55,6 +55,7 @@ pub async fn run(args: &EchoArgs) -> Result<Report, String> {
     let measure_from = start + args.warmup;
     let totals = Arc::new(Totals::new(measure_from, measure_from + args.duration));
     let cpu = CpuMeter::start();
+    let server_cpu = ServerCpu::start(args, &totals);
     let progress = Progress::start("echo", totals.clone(), args.common.json);
     let opcode = if args.text {
         OpCode::Text
@@ -72,11 +73,42 @@ pub async fn run(args: &EchoArgs) -> Result<Report, String> {
     while tasks.join_next().await.is_some() {}
     progress.finish();
 
-    Ok(report(args, &totals, &cpu, false))
+    let server_cpu = server_cpu.finish().await;
+    Ok(report(args, &totals, &cpu, server_cpu, false))
 }
 
-/// The report of an echo run, raw (`deflate` false) or on the tether client.
-pub fn report(args: &EchoArgs, totals: &Totals, cpu: &CpuMeter, deflate: bool) -> Report {
+/// The server's CPU time over the measured window (`--server-pid`), read by a task of its
+/// own at the window's start and end.
+pub struct ServerCpu(Option<tokio::task::JoinHandle<Option<Duration>>>);
+
+impl ServerCpu {
+    /// Starts watching the window of `totals`; does nothing without `--server-pid`.
+    pub fn start(args: &EchoArgs, totals: &Totals) -> ServerCpu {
+        ServerCpu(args.server_pid.map(|pid| {
+            tokio::spawn(cpu_time_between(
+                pid,
+                totals.measure_from,
+                totals.measure_until,
+            ))
+        }))
+    }
+
+    /// The CPU time the server used in the window; `None` without `--server-pid` or where
+    /// `/proc/PID/stat` could not be read.
+    pub async fn finish(self) -> Option<Duration> {
+        self.0?.await.ok().flatten()
+    }
+}
+
+/// The report of an echo run, raw (`deflate` false) or on the tether client, with the
+/// server's CPU over the window when it was measured.
+pub fn report(
+    args: &EchoArgs,
+    totals: &Totals,
+    cpu: &CpuMeter,
+    server_cpu: Option<Duration>,
+    deflate: bool,
+) -> Report {
     let mut report = Report::new(
         "echo",
         &args.common.url.url,
@@ -96,6 +128,21 @@ pub fn report(args: &EchoArgs, totals: &Totals, cpu: &CpuMeter, deflate: bool) -
         report
             .parameters
             .push(("verify", json!(args.verify.name())));
+    }
+    if let Some(used) = server_cpu {
+        let seconds = used.as_secs_f64();
+        report.results.push(("server_cpu_s", json!(seconds)));
+        let percent = seconds / args.duration.as_secs_f64().max(f64::MIN_POSITIVE) * 100.0;
+        report
+            .results
+            .push(("server_cpu_percent", json!((percent * 10.0).round() / 10.0)));
+        if report.messages > 0 {
+            let per_message = seconds * 1e6 / report.messages as f64;
+            report.results.push((
+                "server_cpu_us_per_message",
+                json!((per_message * 100.0).round() / 100.0),
+            ));
+        }
     }
     report
 }

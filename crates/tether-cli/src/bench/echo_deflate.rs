@@ -45,6 +45,7 @@ pub async fn run(args: &EchoArgs) -> Result<Report, String> {
     let measure_from = start + args.warmup;
     let totals = Arc::new(Totals::new(measure_from, measure_from + args.duration));
     let cpu = CpuMeter::start();
+    let server_cpu = super::echo::ServerCpu::start(args, &totals);
     let progress = Progress::start("echo", totals.clone(), args.common.json);
     let mut tasks = JoinSet::new();
     for (index, mut socket) in sockets.into_iter().enumerate() {
@@ -119,5 +120,6 @@ pub async fn run(args: &EchoArgs) -> Result<Report, String> {
     while tasks.join_next().await.is_some() {}
     progress.finish();
 
-    Ok(super::echo::report(args, &totals, &cpu, true))
+    let server_cpu = server_cpu.finish().await;
+    Ok(super::echo::report(args, &totals, &cpu, server_cpu, true))
 }

@@ -84,6 +84,15 @@ impl CpuMeter {
     }
 }
 
+/// The CPU time process `pid` uses from `from` to `until` (waits for both; read from
+/// `/proc/PID/stat`); `None` where it cannot be read.
+pub async fn cpu_time_between(pid: u32, from: Instant, until: Instant) -> Option<Duration> {
+    tokio::time::sleep_until(from.into()).await;
+    let start = cpu_time(pid)?;
+    tokio::time::sleep_until(until.into()).await;
+    cpu_time(pid)?.checked_sub(start)
+}
+
 /// The resident set size of process `pid` in KiB (`VmRSS` of `/proc/PID/status`).
 pub fn rss_kib(pid: u32) -> Result<u64, String> {
     let path = format!("/proc/{pid}/status");
