@@ -491,7 +491,10 @@ TRIED = [
     "1,430 -> 1,036 over 10,000 (0.72x; docs/perf/idle-and-64k.md). What is left is "
     "tokio's: the task cell and the socket's `Arc<ScheduledIo>` (256 bytes, 128-aligned), "
     "with glibc's slack for aligned allocations; the next cell size down (256) needs a task "
-    "future under ~160 bytes.",
+    "future under ~160 bytes. heaptrack of 5,000 idle connections finds exactly those two "
+    "allocations (384 + 256 bytes) and nothing of Tether's; the heap's pages come to ~1,037 "
+    "bytes per connection, with mimalloc too (docs/perf/idle-and-64k.md): the figure sits on "
+    "the 1 KiB line, 1,018-1,054 across runs.",
     "- 64 KiB echo: `strace -c` showed 3 `brk` calls and 2 page faults per message (glibc "
     "trimming and regrowing the heap as the read buffer, a doubled 128 KiB message `Vec` and "
     "the reply came and went). The engine now sizes a fresh read buffer for the frame that "
@@ -508,8 +511,12 @@ TRIED = [
     "kernel's copies at ~31% of the server, `apply_mask` ~10%, the copy from the shared read "
     "buffer ~5%. The 0.55x of an earlier quick run did not reproduce: the quick run on a "
     "quiet machine on 2026-12-02 gave 1.12x tokio-websockets, with the load tool at 95% of "
-    "its core (load-bound, so a lower bound). The shared read buffer is now 128 KiB, so a 64 KiB message arrives in one "
-    "`recvfrom` instead of two.",
+    "its core (load-bound, so a lower bound). The shared read buffer is now 128 KiB, so a "
+    "64 KiB message arrives in one `recvfrom` instead of two. The server CPU column "
+    "(`--server-pid`) shows the rest: the null echo server, which neither unmasks nor "
+    "frames, costs about as much CPU per 64 KiB message as Tether and the fastest peers, so "
+    "the kernel's loopback copies set the cost and the server's own work cannot make 1.2x "
+    "on this path.",
     "- The load tool itself (`tether bench echo`): sequence-numbered messages checked by "
     "header (`--verify full` checks every byte), one read and one write per batch in a "
     "polled loop: user instructions per message 576 -> 296, system calls per message halved. "
