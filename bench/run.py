@@ -513,10 +513,12 @@ TRIED = [
     "quiet machine on 2026-12-02 gave 1.12x tokio-websockets, with the load tool at 95% of "
     "its core (load-bound, so a lower bound). The shared read buffer is now 128 KiB, so a "
     "64 KiB message arrives in one `recvfrom` instead of two. The server CPU column "
-    "(`--server-pid`) shows the rest: the null echo server, which neither unmasks nor "
-    "frames, costs about as much CPU per 64 KiB message as Tether and the fastest peers, so "
-    "the kernel's loopback copies set the cost and the server's own work cannot make 1.2x "
-    "on this path.",
+    "(`--server-pid`, added 2026-12-03) puts every server at ~20-25 us per 64 KiB message, "
+    "the null echo server (no unmasking, no framing) among them, so the kernel's loopback "
+    "copies are most of the cost; in the run of 2026-12-03 Tether spent ~1.2x the CPU of "
+    "tokio-websockets per message (1.06x in a quick run the same day), about one 64 KiB "
+    "memcpy: the copy from the shared read buffer below. 1.2x the fastest peer would need "
+    "Tether under ~16 us, below the null echo server.",
     "- The load tool itself (`tether bench echo`): sequence-numbered messages checked by "
     "header (`--verify full` checks every byte), one read and one write per batch in a "
     "polled loop: user instructions per message 576 -> 296, system calls per message halved. "
