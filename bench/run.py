@@ -290,6 +290,11 @@ def fmt(v: float | None, digits: int = 0) -> str:
     return f"{v:,.{digits}f}"
 
 
+def fmt_measured(v: float | None, digits: int = 0) -> str:
+    """A figure only some workloads measure (the server's CPU: echo, not connect)."""
+    return "-" if v is None else fmt(v, digits)
+
+
 def ratio_line(what: str, ours: float | None, best: float | None, target: float,
                lower_is_better: bool = False) -> str:
     if ours is None or best is None or best == 0:
@@ -378,8 +383,9 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
                     f"{fmt(median_latency(runs, 'p999'))} | {fmt(median(runs, 'errors'))} | "
                     f"{fmt(median(runs, 'load_cpu_percent'))} | "
                     f"{'yes' if any(bound) else 'no'} | "
-                    f"{fmt(median(runs, 'server_cpu_percent'))} | "
-                    f"{fmt(median(runs, 'server_cpu_us_per_message'), 2)} | {ratio} |")
+                    f"{fmt_measured(median(runs, 'server_cpu_percent'))} | "
+                    f"{fmt_measured(median(runs, 'server_cpu_us_per_message'), 2)} | "
+                    f"{ratio} |")
         failed = [f"{s}: {r['failed']}" for s, runs in res.items() for r in runs if "failed" in r]
         lines += [""] + [f"- failed run: {f}" for f in failed] + ([""] if failed else [])
     if autobahn:
