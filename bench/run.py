@@ -522,9 +522,10 @@ TRIED = [
     "(`--server-pid`, added 2026-12-03) puts every server at ~20-25 us per 64 KiB message, "
     "the null echo server (no unmasking, no framing) among them, so the kernel's loopback "
     "copies are most of the cost; in the run of 2026-12-03 Tether spent ~1.2x the CPU of "
-    "tokio-websockets per message (1.06x in a quick run the same day), about one 64 KiB "
-    "memcpy: the copy from the shared read buffer below. 1.2x the fastest peer would need "
-    "Tether under ~16 us, below the null echo server.",
+    "tokio-websockets per message (1.06x in a quick run the same day); the copy from the "
+    "shared read buffer below, which tokio-websockets does not make, is ~5% of that by the "
+    "perf profile above, and the rest of the gap is not yet explained. 1.2x the fastest "
+    "peer would need Tether under ~16 us, below the null echo server.",
     "- The load tool itself (`tether bench echo`): sequence-numbered messages checked by "
     "header (`--verify full` checks every byte), one read and one write per batch in a "
     "polled loop: user instructions per message 576 -> 296, system calls per message halved. "
