@@ -92,9 +92,7 @@ impl Process {
 
     /// The next stdout line, or `None` when stdout ended or stayed silent for `PATIENCE`.
     pub fn next_stdout_line(&mut self) -> Option<String> {
-        let line = self.stdout.recv_timeout(PATIENCE).ok()?;
-        self.seen_stdout.push(line.clone());
-        Some(line)
+        self.stdout_line_within(PATIENCE)
     }
 
     /// The next stdout line if one comes within `wait`.
