@@ -75,7 +75,8 @@ pub mod utf8;
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, ConfigError};
 pub use connection::{
-    Connection, DataFrame, DataKind, Incoming, MaskKeys, PreparedMessage, SendOptions, State,
+    Connection, DIRECT_READ_MAX, DIRECT_READ_MIN, DataFrame, DataKind, Incoming, MaskKeys,
+    PreparedMessage, SendOptions, State,
 };
 pub use error::{ProtocolError, SendError};
 pub use message::{Message, Utf8Bytes};

@@ -1,5 +1,6 @@
-//! The I/O loop around the engine: read into a shared buffer, feed the engine, write what it
-//! queued with one vectored write, arm its timers.
+//! The I/O loop around the engine: read into a shared buffer (or, for a large frame, straight
+//! into the engine's), feed the engine, write what it queued with one vectored write, arm its
+//! timers.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -193,8 +194,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         (!settled).then_some(Error::Io(e))
     }
 
-    /// Reads once into the thread's buffer and hands the bytes to the engine.
+    /// Reads once and hands the bytes to the engine: straight into the engine's buffer while
+    /// a large frame is arriving (no copy), otherwise into the thread's shared buffer.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.transport == Transport::Open
+            && let Some(len) = self.conn.direct_read_len()
+        {
+            let io = Pin::new(&mut self.io);
+            return self
+                .conn
+                .receive_into(len, |buf| tokio_util::io::poll_read_buf(io, cx, buf));
+        }
         READ_BUF.with(|cell| match cell.try_borrow_mut() {
             Ok(mut buf) => self.read_into(cx, &mut buf),
             // Re-entered from inside a transport's poll_read: use a buffer of our own.

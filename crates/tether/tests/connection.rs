@@ -515,3 +515,102 @@ async fn two_peers_streaming_both_ways_at_once_do_not_deadlock() {
         .await
         .expect("the two peers deadlocked");
 }
+
+/// A transport that records how much room each read offers.
+struct RecordingReads {
+    inner: DuplexStream,
+    offered: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl tokio::io::AsyncRead for RecordingReads {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.offered.lock().unwrap().push(buf.remaining());
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for RecordingReads {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Large messages are read straight into the engine (a read sized for the frame, not the
+/// shared 128 KiB buffer) and arrive whole and in order, mixed with small ones.
+#[tokio::test]
+async fn large_messages_are_read_straight_into_the_engine_and_arrive_whole() {
+    let (a, b) = duplex(1 << 20);
+    let offered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let transport = RecordingReads {
+        inner: a,
+        offered: offered.clone(),
+    };
+    let server = tokio::spawn(async move {
+        let mut ws = tether::accept_with(transport, Config::default(), |_| Ok(Default::default()))
+            .await
+            .unwrap();
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_data() {
+                ws.send(msg).await.unwrap();
+            }
+        }
+    });
+    let mut config = Config::default();
+    config.deflate = None;
+    let (mut client, _) = ClientBuilder::new("ws://test/")
+        .config(config)
+        .connect_on(b)
+        .await
+        .unwrap();
+    let pattern = |len: usize, seed: u8| -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    };
+    let messages = [
+        Message::binary(pattern(64 << 10, 1)),
+        Message::binary(pattern(64 << 10, 2)),
+        Message::binary(pattern((1 << 20) + 7, 3)),
+        Message::text("tether ".repeat(15_000)),
+        Message::binary(pattern(10, 4)),
+        Message::binary(pattern(64 << 10, 5)),
+    ];
+    for msg in &messages {
+        client.send(msg.clone()).await.unwrap();
+        assert_eq!(&client.next().await.unwrap().unwrap(), msg);
+    }
+    client.close(None).await.unwrap();
+    server.await.unwrap();
+    let offered = offered.lock().unwrap();
+    let frame = (64 << 10) + 14;
+    assert!(
+        offered.iter().any(|&n| n > frame && n < 2 * frame),
+        "no read sized for a 64 KiB frame: {offered:?}"
+    );
+    assert!(
+        offered.contains(&(128 << 10)),
+        "small messages read through the shared buffer: {offered:?}"
+    );
+}

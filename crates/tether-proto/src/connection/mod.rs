@@ -87,7 +87,24 @@ pub struct Connection {
     eof: bool,
     timed_out: bool,
     close_deadline: Option<Instant>,
+    /// Header plus payload of the last data frame, when it was large enough that the next
+    /// one is worth reading straight into `input` ([`Connection::direct_read_len`]); 0
+    /// otherwise. At most [`DIRECT_READ_MAX`].
+    last_large_frame: u32,
 }
+
+/// Data frames this large or larger are read straight into the engine's input buffer
+/// ([`Connection::direct_read_len`]). Below it, the copy out of a shared read buffer costs
+/// less than the extra reads that a buffer sized to one frame can take.
+pub const DIRECT_READ_MIN: usize = 32 << 10;
+
+/// The most one direct read asks for; a larger frame takes several, each at most as large
+/// as what has arrived of it so far.
+pub const DIRECT_READ_MAX: usize = 1 << 20;
+
+/// Room asked for past the end of the expected frame, so that a read of exactly one frame
+/// comes back short of the buffer and the transport knows the socket is drained.
+const DIRECT_READ_SLACK: usize = 4 << 10;
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -149,6 +166,7 @@ impl Connection {
             eof: false,
             timed_out: false,
             close_deadline: None,
+            last_large_frame: 0,
         }
     }
 
@@ -206,6 +224,85 @@ impl Connection {
                 .reserve(frame.min(data.len().saturating_mul(2)).max(data.len()));
         }
         self.input.extend_from_slice(data);
+    }
+
+    /// How many bytes to read straight into the engine's own buffer with
+    /// [`receive_into`](Self::receive_into), when that saves copying a large frame out of a
+    /// read buffer shared between connections: while a data frame of at least
+    /// [`DIRECT_READ_MIN`] bytes is arriving, or when nothing is buffered and the last data
+    /// frame was that large (the next one likely is too). `None`: read into a buffer of your
+    /// own and pass the bytes to [`receive`](Self::receive), so that an idle connection holds
+    /// no buffer.
+    ///
+    /// The length is bounded by what the peer really sent: at most as much again as has
+    /// arrived of the frame (or as the last frame was), and [`DIRECT_READ_MAX`].
+    pub fn direct_read_len(&self) -> Option<usize> {
+        if self.state == State::Closed || self.failed {
+            return None;
+        }
+        let (rest, arrived) = if let Some(frame) = &self.frame {
+            let remaining = usize::try_from(frame.remaining).unwrap_or(usize::MAX);
+            let buffered = self.input.len();
+            (remaining.saturating_sub(buffered), frame.offset + buffered)
+        } else if self.input.is_empty() {
+            let last = self.last_large_frame as usize;
+            (last, last)
+        } else {
+            match FrameHeader::parse(&self.input) {
+                Ok(Some((h, header_len))) if !h.opcode.is_control() => {
+                    let total = usize::try_from(h.payload_len)
+                        .map_or(usize::MAX, |l| l.saturating_add(header_len));
+                    (total.saturating_sub(self.input.len()), self.input.len())
+                }
+                _ => return None,
+            }
+        };
+        if rest < DIRECT_READ_MIN {
+            return None;
+        }
+        Some(
+            rest.min(arrived.max(DIRECT_READ_MIN))
+                .min(DIRECT_READ_MAX)
+                .saturating_add(DIRECT_READ_SLACK),
+        )
+    }
+
+    /// Lends the engine's input buffer to `read`, with room reserved for `len` more bytes and
+    /// a limit of `len`, for a transport to read into: the same as [`receive`](Self::receive)
+    /// of the bytes `read` appends, without copying them. `len` is what
+    /// [`direct_read_len`](Self::direct_read_len) returned. `read` must only append: the
+    /// bytes already in the buffer are input the engine has not parsed yet.
+    pub fn receive_into<R>(
+        &mut self,
+        len: usize,
+        read: impl FnOnce(&mut bytes::buf::Limit<&mut BytesMut>) -> R,
+    ) -> R {
+        use bytes::BufMut;
+        let before = self.input.len();
+        self.input.reserve(len);
+        let result = read(&mut (&mut self.input).limit(len));
+        debug_assert!(self.input.len() >= before, "receive_into removed input");
+        if self.state == State::Closed || self.failed {
+            // RFC 6455 §5.5.1: nothing after the close is data.
+            self.input.truncate(before);
+        }
+        if self.input.is_empty() {
+            // Nothing arrived: release the buffer, as an idle connection holds none.
+            self.input = BytesMut::new();
+        }
+        result
+    }
+
+    /// Remembers a data frame's size (header and payload) for
+    /// [`direct_read_len`](Self::direct_read_len).
+    fn note_data_frame(&mut self, header_len: usize, payload_len: usize) {
+        let size = payload_len.saturating_add(header_len);
+        self.last_large_frame = if size >= DIRECT_READ_MIN {
+            // Fits: DIRECT_READ_MAX is far below u32::MAX.
+            size.min(DIRECT_READ_MAX) as u32
+        } else {
+            0
+        };
     }
 
     /// Whether buffered input remains that [`poll_event`](Self::poll_event) has not turned into

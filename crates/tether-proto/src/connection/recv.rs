@@ -153,6 +153,7 @@ impl Connection {
             }
 
             self.data_exchanged = true;
+            self.note_data_frame(header_len, len);
             let whole_message = self.message.is_none() && header.fin && !header.rsv1;
             if whole_message
                 && header.opcode == OpCode::Binary

@@ -195,6 +195,7 @@ impl Connection {
                 continue;
             }
             self.data_exchanged = true;
+            self.note_data_frame(header_len, len);
             self.input.advance(header_len);
             let first = header.opcode != OpCode::Continuation;
             if first {

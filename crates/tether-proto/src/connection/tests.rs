@@ -760,3 +760,178 @@ fn connections_share_one_config() {
     assert_eq!(a.config().max_message_size, 1234);
     assert_eq!(b.config().max_message_size, 1234);
 }
+
+/// Reads `wire` the way `tether`'s driver does: straight into the engine whenever it asks
+/// (`direct_read_len`), otherwise through `receive`, in reads of at most `chunk` bytes, parsing
+/// after each. Returns the events and how many reads went straight in.
+fn feed_like_a_driver(
+    conn: &mut Connection,
+    wire: &[u8],
+    chunk: usize,
+) -> (Vec<Result<Message, ProtocolError>>, usize) {
+    use bytes::BufMut;
+    let mut evs = events(conn);
+    let (mut pos, mut direct) = (0, 0);
+    while pos < wire.len() {
+        let n = match conn.direct_read_len() {
+            Some(len) => {
+                let n = len.min(chunk).min(wire.len() - pos);
+                conn.receive_into(len, |buf| {
+                    assert!(buf.remaining_mut() >= n, "room for {len} bytes");
+                    buf.put_slice(&wire[pos..pos + n]);
+                });
+                direct += 1;
+                n
+            }
+            None => {
+                let n = chunk.min(wire.len() - pos);
+                conn.receive(&wire[pos..pos + n]);
+                n
+            }
+        };
+        pos += n;
+        evs.extend(events(conn));
+    }
+    (evs, direct)
+}
+
+/// A payload that is not all one byte, so a misplaced chunk shows.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+#[test]
+fn large_frames_are_read_straight_into_the_engine() {
+    let (mut c, mut s) = pair(None);
+    let msgs = vec![
+        Message::binary(pattern(100 << 10, 1)),
+        Message::binary(pattern(40 << 10, 2)),
+        Message::text("x".repeat(70 << 10)),
+        Message::binary(pattern(300, 3)),
+    ];
+    for m in &msgs {
+        c.send(m.clone()).unwrap();
+    }
+    let wire = take_output(&mut c);
+    let (evs, direct) = feed_like_a_driver(&mut s, &wire, 16 << 10);
+    assert_eq!(evs, msgs.into_iter().map(Ok).collect::<Vec<_>>());
+    assert!(direct > 0, "no read went straight into the engine");
+    // The last frame was small: the next read goes through a shared buffer again.
+    assert_eq!(s.direct_read_len(), None);
+}
+
+#[test]
+fn after_a_large_frame_the_next_read_is_sized_for_another() {
+    let (mut c, mut s) = pair(None);
+    c.send(Message::binary(pattern(64 << 10, 4))).unwrap();
+    let wire = take_output(&mut c);
+    assert_eq!(
+        s.direct_read_len(),
+        None,
+        "an idle connection reads through a shared buffer"
+    );
+    assert_eq!(feed(&mut s, &wire).len(), 1);
+    let len = s.direct_read_len().expect("a large frame came last");
+    assert!(
+        len > wire.len(),
+        "room for a frame of the same size and more: {len}"
+    );
+    assert!(
+        len < 2 * wire.len(),
+        "no more than the frame and some slack: {len}"
+    );
+    // A read that brings nothing leaves the connection holding no buffer.
+    s.receive_into(len, |_| ());
+    assert_eq!(s.input.capacity(), 0);
+    // The same frame again, read straight in, in one piece.
+    c.send(Message::binary(pattern(64 << 10, 5))).unwrap();
+    let wire = take_output(&mut c);
+    let (evs, direct) = feed_like_a_driver(&mut s, &wire, usize::MAX);
+    assert_eq!(evs, vec![Ok(Message::binary(pattern(64 << 10, 5)))]);
+    assert_eq!(direct, 1);
+    assert_eq!(s.input.capacity(), 0, "the message took the buffer with it");
+}
+
+#[test]
+fn a_direct_read_asks_for_no_more_than_the_peer_sent() {
+    let mut s = Connection::server(
+        Config {
+            max_frame_size: 64 << 20,
+            max_message_size: 64 << 20,
+            ..config()
+        },
+        None,
+    );
+    // A header declaring a 60 MiB binary frame, and 10 bytes of it.
+    let mut head = vec![0x82, 0x80 | 127];
+    head.extend_from_slice(&(60u64 << 20).to_be_bytes());
+    head.extend_from_slice(&KEY);
+    head.extend_from_slice(&[0; 10]);
+    assert_eq!(feed(&mut s, &head), vec![]);
+    let len = s.direct_read_len().expect("a large frame is arriving");
+    assert!(
+        len <= 2 * DIRECT_READ_MIN,
+        "{len} bytes asked for on 24 received"
+    );
+    // However much has arrived, one read asks for at most DIRECT_READ_MAX and some slack.
+    s.receive(&vec![0; 8 << 20]);
+    assert_eq!(events(&mut s), vec![]);
+    let len = s.direct_read_len().unwrap();
+    assert!(
+        (DIRECT_READ_MAX..2 * DIRECT_READ_MAX).contains(&len),
+        "{len}"
+    );
+}
+
+#[test]
+fn small_and_control_frames_and_closed_connections_read_through_a_shared_buffer() {
+    let mut s = server();
+    assert_eq!(feed(&mut s, &masked(0x82, b"small")).len(), 1);
+    assert_eq!(s.direct_read_len(), None);
+    // Part of a ping.
+    s.receive(&masked(0x89, b"ping")[..3]);
+    assert_eq!(events(&mut s), vec![]);
+    assert_eq!(s.direct_read_len(), None);
+
+    let (mut c, mut s) = pair(None);
+    c.send(Message::binary(pattern(50 << 10, 6))).unwrap();
+    c.close(None).unwrap();
+    let wire = take_output(&mut c);
+    let evs = feed(&mut s, &wire);
+    assert_eq!(evs.len(), 2);
+    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.direct_read_len(), None, "nothing is read after the close");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    // Reading straight into the engine where it asks decodes the same as reading through
+    // `receive`, for any mix of small, large, fragmented and compressed messages and any
+    // read size.
+    #[test]
+    fn direct_reads_decode_the_same(
+        msgs in proptest::collection::vec(
+            (any::<bool>(), prop_oneof![0usize..300, (30usize << 10)..(90 << 10)], any::<u8>(), 1usize..(80 << 10)),
+            1..5,
+        ),
+        chunk in prop_oneof![100usize..2000, 2000usize..(200 << 10)],
+        compress in any::<bool>(),
+    ) {
+        let (mut c, mut s) = pair(compress.then(deflate_params));
+        let mut expected = Vec::new();
+        for (text, len, seed, frag) in msgs {
+            let msg = if text {
+                Message::text(String::from_utf8_lossy(&pattern(len, seed & 0x7f)).into_owned())
+            } else {
+                Message::binary(pattern(len, seed))
+            };
+            c.send_with(msg.clone(), SendOptions::fragmented(frag)).unwrap();
+            expected.push(Ok(msg));
+        }
+        let wire = take_output(&mut c);
+        let (got, _) = feed_like_a_driver(&mut s, &wire, chunk);
+        prop_assert_eq!(got, expected);
+    }
+}
