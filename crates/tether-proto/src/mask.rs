@@ -1,5 +1,9 @@
 //! Payload masking (RFC 6455 §5.3).
 
+/// Buffers at least this long are unmasked from a 64-byte boundary on (the bytes before it one
+/// at a time); shorter ones as they lie.
+const ALIGN_FROM: usize = 256;
+
 /// XORs `buf` with the masking key, as if `buf` started at byte `offset` of the payload.
 ///
 /// RFC 6455 §5.3: octet i of the transformed data is octet i of the original data XOR octet
@@ -8,17 +12,44 @@
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let mut key = key;
     key.rotate_left(offset % 4);
-    // 16 bytes at a time (unaligned loads are cheap on current CPUs, and a 16-byte message
-    // takes one step), then the rest byte by byte: 16 is a multiple of 4, so the rest starts
-    // at key phase 0.
-    let word = u128::from_ne_bytes([
+    let mut buf = buf;
+    if buf.len() >= ALIGN_FROM {
+        // A payload behind a 2-, 4-, 10- or 14-byte header rarely starts aligned, and vector
+        // loads and stores that straddle cache lines made a 64 KiB unmask ~1.5x slower: the
+        // bytes up to a 64-byte boundary first, one at a time, then the key from that phase.
+        let head = buf.as_ptr().align_offset(64).min(buf.len());
+        let (unaligned, rest) = buf.split_at_mut(head);
+        for (i, b) in unaligned.iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+        key.rotate_left(head % 4);
+        buf = rest;
+    }
+    // The key repeated over 16 bytes, XORed in byte-wise loops of fixed length that the
+    // compiler turns into 16-byte vector operations (SSE2 on any x86_64): 64 bytes a step
+    // (four vectors with one loop test), then 16 at a time, then the rest byte by byte.
+    // 64 and 16 are multiples of 4, so each part starts at key phase 0. Written this way
+    // rather than as `u128` words, which compile to pairs of 64-bit scalar operations:
+    // 1.6x the throughput at 64 KiB (benches/mask.rs). AVX2 and AVX-512 versions measured
+    // no faster than this on an AVX-512 machine (memory-bound), so there is no unsafe
+    // runtime dispatch.
+    let k = [
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3], key[0], key[1], key[2],
         key[3], key[0], key[1], key[2], key[3],
-    ]);
-    let mut chunks = buf.chunks_exact_mut(16);
+    ];
+    let mut wide = buf.chunks_exact_mut(64);
+    for chunk in &mut wide {
+        for part in 0..4 {
+            for i in 0..16 {
+                chunk[16 * part + i] ^= k[i];
+            }
+        }
+    }
+    let mut chunks = wide.into_remainder().chunks_exact_mut(16);
     for chunk in &mut chunks {
-        let v = u128::from_ne_bytes((&*chunk).try_into().expect("chunk of 16"));
-        chunk.copy_from_slice(&(v ^ word).to_ne_bytes());
+        for i in 0..16 {
+            chunk[i] ^= k[i];
+        }
     }
     for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
         *b ^= key[i % 4];
@@ -51,6 +82,23 @@ mod tests {
         let data: Vec<u8> = (0..200u32).map(|i| (i * 7 + 3) as u8).collect();
         for start in 0..8 {
             for len in 0..(data.len() - start) {
+                for offset in 0..4 {
+                    let mut fast = data.clone();
+                    let mut slow = data.clone();
+                    apply_mask(&mut fast[start..start + len], key, offset);
+                    apply_mask_reference(&mut slow[start..start + len], key, offset);
+                    assert_eq!(fast, slow, "start {start} len {len} offset {offset}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matches_reference_across_the_alignment_threshold() {
+        let key = [0x5c, 0x9e, 0x01, 0xd7];
+        let data: Vec<u8> = (0..1200u32).map(|i| (i * 13 + 5) as u8).collect();
+        for start in 0..70 {
+            for len in (ALIGN_FROM - 70..ALIGN_FROM + 70).chain([1000, 1100]) {
                 for offset in 0..4 {
                     let mut fast = data.clone();
                     let mut slow = data.clone();
