@@ -384,6 +384,66 @@ fn echo_answers_pings_between_frames() {
     assert_eq!(unmatched, 0, "pongs with a payload no ping had");
 }
 
+/// Echoes of 64 KiB are read only up to their sequence number and the rest is discarded
+/// unread: a changed sequence number, a lost echo and pings between echoes are still seen, and
+/// every echo that counts came back whole (the tool stays in step with the frames).
+#[test]
+fn large_echoes_discarded_past_their_sequence_number_are_still_checked() {
+    let large = |url: &str| -> (Output, Value) {
+        bench_json(&[
+            "echo",
+            "--url",
+            url,
+            "-c",
+            "1",
+            "--size",
+            "65536",
+            "--in-flight",
+            "4",
+            "--duration",
+            "400ms",
+            "--warmup",
+            "0s",
+        ])
+    };
+    let (addr, _) = echo_server(Misbehaviour {
+        corrupt_at: Some(5),
+        corrupt_byte: 3,
+        ..Misbehaviour::default()
+    });
+    let (out, json) = large(&format!("ws://{addr}/"));
+    assert_eq!(json["first_error"], "the echo differs at byte 3", "{json}");
+    assert_eq!(json["errors"], 1, "{json}");
+    assert!(json["messages"].as_u64().unwrap() > 5, "goes on: {json}");
+    assert_eq!(out.code(), 1, "{out:?}");
+
+    let (addr, _) = echo_server(Misbehaviour {
+        drop_at: Some(7),
+        ..Misbehaviour::default()
+    });
+    let (_, json) = large(&format!("ws://{addr}/"));
+    assert_eq!(json["drops"], 1, "{json}");
+    assert_eq!(
+        json["first_error"], "1 message(s) before message 7 never came back",
+        "{json}"
+    );
+
+    let (addr, report) = echo_server(Misbehaviour {
+        ping_every: Some(3),
+        ..Misbehaviour::default()
+    });
+    let (out, json) = large(&format!("ws://{addr}/"));
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(json["errors"], 0, "{json}");
+    let messages = json["messages"].as_u64().unwrap();
+    assert!(messages > 8, "{json}");
+    let (pings, pongs, unmatched) = report.recv_timeout(support::PATIENCE).unwrap();
+    assert!(
+        pings > 0 && pongs > 0 && unmatched == 0,
+        "{pings} {pongs} {unmatched}"
+    );
+}
+
 #[test]
 fn bad_arguments_are_refused() {
     let out = run(&["bench", "echo", "--url", "wss://127.0.0.1:1/"], b"");

@@ -82,6 +82,9 @@ pub struct EchoArgs {
     /// What of each echo is compared: `sequence` checks opcode, length and the message's
     /// sequence number (its first 8 bytes: lost, duplicated, reordered or cut echoes show);
     /// `full` compares every byte as well. With --deflate every byte is always compared.
+    /// With `sequence`, echoes of 4 KiB and more are read up to their sequence number and
+    /// the rest is discarded by the kernel unread (Linux `MSG_TRUNC`), so the tool spends no
+    /// copy on bytes it does not compare.
     #[arg(long, value_enum, default_value_t = Verify::Sequence, value_name = "WHAT")]
     pub verify: Verify,
     /// The server's process: the CPU time it spends in the measured window (from

@@ -8,9 +8,15 @@
 //! A read or write that returns less than asked leaves the socket marked not ready, so a
 //! busy connection costs one `read` and one `write` per batch of echoes. Nothing is
 //! allocated per message.
+//!
+//! Large echoes (4 KiB and more, `--verify sequence`) are read only up to their sequence
+//! number; the kernel discards the rest of each (`recv` with `MSG_TRUNC`, Linux), so the
+//! tool does not pay a copy of every echoed byte, which would make it the bottleneck of a
+//! large-message run before the server is.
 
 use std::future::poll_fn;
 use std::io::IoSlice;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -220,6 +226,11 @@ struct EchoConnection<'a> {
     epoch: Instant,
     check: EchoCheck,
     read: ReadBuffer,
+    /// The echo whose payload the kernel is discarding, and how much of it is left.
+    discarding: Option<Discard>,
+    /// What a discarding `recv` points at: never written (`MSG_TRUNC`), so never touched.
+    /// Empty unless echoes are discarded.
+    sink: Box<[MaybeUninit<u8>]>,
     pong: PendingPong,
     recorder: Recorder<'a>,
     totals: &'a Totals,
@@ -240,6 +251,12 @@ impl<'a> EchoConnection<'a> {
         debug_assert!(head_len <= MAX_HEADER_LEN);
         // Room for two echoes and a control frame: an echo never has to wait for room.
         let read = ReadBuffer::with_bytes(2 * frame_len + 256 + 64 * 1024, leftover);
+        let check = EchoCheck::new(opcode, payload, verify, window);
+        let sink_len = if DISCARDS && check.prefix_len().is_some() {
+            frame_len.min(MAX_DISCARD)
+        } else {
+            0
+        };
         let mut connection = EchoConnection {
             wire,
             frame_len,
@@ -252,8 +269,10 @@ impl<'a> EchoConnection<'a> {
             sent_ns: vec![0; window.next_power_of_two()].into_boxed_slice(),
             sent_mask: window.next_power_of_two() as u64 - 1,
             epoch: Instant::now(),
-            check: EchoCheck::new(opcode, payload, verify, window),
+            check,
             read,
+            discarding: None,
+            sink: vec![MaybeUninit::uninit(); sink_len].into_boxed_slice(),
             pong: PendingPong::default(),
             recorder: Recorder::new(totals),
             totals,
@@ -308,20 +327,20 @@ impl<'a> EchoConnection<'a> {
     ) -> Poll<Result<(), String>> {
         loop {
             let wrote = self.poll_write(cx, stream)?;
-            let mut buf = ReadBuf::new(self.read.spare());
-            let read = match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
-                    return Poll::Ready(Err("the server closed the connection".into()));
-                }
-                Poll::Ready(Ok(())) => buf.filled().len(),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(format!("read: {e}"))),
-                Poll::Pending => 0,
+            let read = if self.discarding.is_some() {
+                self.poll_discard(cx, stream)?
+            } else {
+                self.poll_read(cx, stream)?
             };
             if read > 0 {
-                self.read.advance(read);
                 let now = Instant::now();
-                self.take_echoes(now)?;
-                if now >= self.totals.measure_until {
+                match &self.discarding {
+                    Some(d) if d.left == 0 => self.discarded(now),
+                    Some(_) => {}
+                    None => self.take_echoes(now)?,
+                }
+                // A discard in progress finishes first: the closing handshake reads frames.
+                if now >= self.totals.measure_until && self.discarding.is_none() {
                     return Poll::Ready(Ok(()));
                 }
             } else if !wrote {
@@ -331,6 +350,75 @@ impl<'a> EchoConnection<'a> {
                 return Poll::Ready(Ok(()));
             }
         }
+    }
+
+    /// Reads into the buffer (only up to the sequence number of an echo whose rest is to be
+    /// discarded); how many bytes came, 0 if none yet.
+    fn poll_read(&mut self, cx: &mut Context<'_>, stream: &mut TcpStream) -> Result<usize, String> {
+        let filled = self.read.filled().len();
+        let spare = self.read.spare();
+        let limit = match self.check.prefix_len() {
+            Some(prefix) if DISCARDS && filled < prefix => prefix - filled,
+            _ => spare.len(),
+        };
+        let len = limit.min(spare.len());
+        let mut buf = ReadBuf::new(&mut spare[..len]);
+        match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                Err("the server closed the connection".into())
+            }
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                self.read.advance(n);
+                Ok(n)
+            }
+            Poll::Ready(Err(e)) => Err(format!("read: {e}")),
+            Poll::Pending => Ok(0),
+        }
+    }
+
+    /// Has the kernel discard what is left of the echo being discarded; how many bytes
+    /// went, 0 if none yet.
+    fn poll_discard(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut TcpStream,
+    ) -> Result<usize, String> {
+        let Some(discard) = &mut self.discarding else {
+            return Ok(0);
+        };
+        loop {
+            if stream.poll_read_ready(cx).is_pending() {
+                return Ok(0);
+            }
+            let len = discard.left.min(self.sink.len());
+            let sink = &mut self.sink[..len];
+            match stream.try_io(tokio::io::Interest::READABLE, || {
+                discard_received(stream, sink)
+            }) {
+                Ok(0) => return Err("the server closed the connection".into()),
+                Ok(n) => {
+                    discard.left -= n.min(discard.left);
+                    return Ok(n);
+                }
+                // Readiness is cleared: wait for it again.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+    }
+
+    /// The echo being discarded has all arrived: it counts now.
+    fn discarded(&mut self, now: Instant) {
+        let Some(discard) = self.discarding.take() else {
+            return;
+        };
+        let now_ns = self.ns_since_epoch(now);
+        if self.totals.in_window(now) {
+            self.recorder
+                .record_us(self.latency_us(discard.number, now_ns), self.check.size());
+        }
+        self.refill(1, now, now_ns);
     }
 
     /// Writes what is due (a pong first, between two frames); whether anything went out.
@@ -419,9 +507,20 @@ impl<'a> EchoConnection<'a> {
             }
             self.read.consume(payload.end);
         }
+        if DISCARDS && let Some((number, left)) = self.check.take_prefix(self.read.filled()) {
+            // The echo due, checked on its sequence number: the rest is discarded unread.
+            self.read.consume(self.read.filled().len());
+            self.discarding = Some(Discard { number, left });
+        }
         if self.check.next() > self.sent {
             return Err("an echo of a message never sent".into());
         }
+        self.refill(refill, now, now_ns);
+        Ok(())
+    }
+
+    /// Makes up to `refill` messages due again, for echoes that came back.
+    fn refill(&mut self, refill: u64, now: Instant, now_ns: u64) {
         // A slot is refilled only once its message is written whole: a server that answers
         // before it has the message (so not an echo) cannot make the tool cut a frame.
         let unwritten = self.due.div_ceil(self.frame_len) as u64;
@@ -430,8 +529,33 @@ impl<'a> EchoConnection<'a> {
             self.make_due(refill, now_ns);
         }
         self.recorder.tick(now);
-        Ok(())
     }
+}
+
+/// Whether echoes are discarded unread past their sequence number: `MSG_TRUNC` does that for
+/// TCP on Linux only (tcp(7)); elsewhere every echo is read whole.
+const DISCARDS: bool = cfg!(target_os = "linux");
+
+/// The most one discarding `recv` asks for.
+const MAX_DISCARD: usize = 1 << 20;
+
+/// An echo checked on its sequence number, whose payload the kernel is discarding.
+#[derive(Debug)]
+struct Discard {
+    number: u64,
+    left: usize,
+}
+
+/// Discards up to `sink.len()` received bytes without copying them (tcp(7): `MSG_TRUNC` makes
+/// `recv` drop the data instead of passing it back in the buffer).
+#[cfg(target_os = "linux")]
+fn discard_received(stream: &TcpStream, sink: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
+    socket2::SockRef::from(stream).recv_with_flags(sink, libc::MSG_TRUNC)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn discard_received(_: &TcpStream, _: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
+    unreachable!("echoes are discarded on Linux only (DISCARDS)")
 }
 
 /// A pong owed to the server, written between two frames of the prebuilt stream.

@@ -29,6 +29,11 @@ pub enum Verify {
     Full,
 }
 
+/// With [`Verify::Sequence`], echoes of at least this many bytes are checked on their
+/// header and sequence number, and the rest of their payload is discarded unread
+/// ([`EchoCheck::take_prefix`]): what the tool does not compare, it does not copy either.
+pub const DISCARD_MIN: usize = 4096;
+
 /// What one frame from the server means for the run.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reply {
@@ -124,6 +129,39 @@ impl EchoCheck {
     /// The sequence number of the echo due next.
     pub fn next(&self) -> u64 {
         self.next
+    }
+
+    /// How many bytes of an echo to read before the rest of it may be discarded unread (its
+    /// header and sequence number), when echoes are large enough for that and only their
+    /// sequence is verified.
+    pub fn prefix_len(&self) -> Option<usize> {
+        (self.verify == Verify::Sequence && self.pattern.len() >= DISCARD_MIN)
+            .then_some(self.head_len + self.sequence_len)
+    }
+
+    /// The echo due next, checked on its header and sequence number alone, when `buf` starts
+    /// with them but does not hold the whole frame (call it when
+    /// [`next_frame`](Self::next_frame) returned `Ok(None)`): its sequence number, and how
+    /// many bytes of its payload are still to come after `buf`, to discard unread. The
+    /// caller consumes all of `buf`. `None` when the frame is anything else (a control
+    /// frame, a fragment, a wrong or out-of-order echo): it is then read whole, and
+    /// `next_frame` says what it is.
+    pub fn take_prefix(&mut self, buf: &[u8]) -> Option<(u64, usize)> {
+        let prefix = self.prefix_len()?;
+        let frame_end = self.head_len + self.pattern.len();
+        if self.in_message.is_some()
+            || buf.len() < prefix
+            || buf.len() >= frame_end
+            || !self.is_echo_head(buf)
+        {
+            return None;
+        }
+        let sequence = &buf[self.head_len..prefix];
+        if sequence != sequence::encode(self.next).to_le_bytes() {
+            return None;
+        }
+        self.next += 1;
+        Some((self.next - 1, frame_end - buf.len()))
     }
 
     /// The first frame of `buf`, checked: what it means, and where its payload lies (the
@@ -309,6 +347,54 @@ impl EchoCheck {
 mod tests {
     use super::*;
     use crate::bench::sequence::encode;
+
+    #[test]
+    fn a_large_echo_is_taken_on_its_header_and_sequence_and_the_rest_discarded() {
+        let size = 64 << 10;
+        let mut check = EchoCheck::new(OpCode::Binary, vec![7; size], Verify::Sequence, 4);
+        let prefix = check
+            .prefix_len()
+            .expect("large echoes are discarded past their prefix");
+        assert_eq!(
+            prefix,
+            10 + SEQUENCE_LEN,
+            "a 64 KiB echo has a 10-byte header"
+        );
+        let mut echo = header(OpCode::Binary, true, size);
+        echo.extend_from_slice(&encode(0).to_le_bytes());
+        assert_eq!(
+            check.take_prefix(&echo[..prefix - 1]),
+            None,
+            "not all of the sequence yet"
+        );
+        assert_eq!(check.take_prefix(&echo), Some((0, size - SEQUENCE_LEN)));
+        assert_eq!(check.next(), 1);
+        // Echo 1 is due: a copy of echo 0 is not taken on its prefix.
+        assert_eq!(check.take_prefix(&echo), None);
+        assert_eq!(check.next(), 1);
+        // Nor is a ping, or a fragment.
+        let ping = frame(OpCode::Ping, true, b"0123456789abcdef0123");
+        assert_eq!(check.take_prefix(&ping), None);
+        let mut part = header(OpCode::Binary, false, size);
+        part.extend_from_slice(&encode(1).to_le_bytes());
+        assert_eq!(check.take_prefix(&part), None);
+    }
+
+    #[test]
+    fn small_or_fully_verified_echoes_are_read_whole() {
+        let small = EchoCheck::new(
+            OpCode::Binary,
+            vec![7; DISCARD_MIN - 1],
+            Verify::Sequence,
+            4,
+        );
+        assert_eq!(small.prefix_len(), None);
+        let mut full = EchoCheck::new(OpCode::Binary, vec![7; 64 << 10], Verify::Full, 4);
+        assert_eq!(full.prefix_len(), None);
+        let mut echo = header(OpCode::Binary, true, 64 << 10);
+        echo.extend_from_slice(&encode(0).to_le_bytes());
+        assert_eq!(full.take_prefix(&echo), None);
+    }
 
     fn header(opcode: OpCode, fin: bool, len: usize) -> Vec<u8> {
         let header = FrameHeader {
