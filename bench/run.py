@@ -531,9 +531,38 @@ TRIED = [
     "polled loop: user instructions per message 576 -> 296, system calls per message halved. "
     "With it the pipelined ratio went from 7.75x (tool-bound) to ~10x; `tether bench "
     "null-echo` measures the tool's own ceiling (a row of the pipelined table).",
-    "- Not yet tried: the read still copies from the shared buffer into the connection's "
-    "input (reading straight into it would need a per-connection buffer while busy). Pipelined echo: the remaining cost is per message in `poll_event` and framing "
-    "(`send_data`); batching the parse of all frames of one read is the next step.",
+    "- 64 KiB echo, 2026-12-03 (a quieter machine, load average under 0.3 before the runs): "
+    "three changes, each A/B'd against the build before it (`tether bench echo` 16 x 64 KiB, "
+    "3 rounds interleaved, medians of server CPU per message). (1) Large frames are read "
+    "straight into the engine's buffer (`Connection::direct_read_len`/`receive_into`: while "
+    "a data frame of 32 KiB or more arrives, or after one), not copied out of the shared "
+    "read buffer: 14.69 -> 14.03 us; 256 KiB messages 78.3 -> 75.0 us; pipelined unchanged. "
+    "(2) The load tool spent a copy on every echoed byte it did not check, and was the "
+    "bottleneck (97-99% of its core): with `--verify sequence` it now reads an echo of 4 KiB "
+    "or more up to its sequence number and has the kernel discard the rest "
+    "(`recv(MSG_TRUNC)`), 65,905 -> 80,837 msg/s against tokio-websockets, the tool at "
+    "84-89%, so the servers decide the run. That showed tokio-websockets ahead (12.3 against "
+    "13.2 us), and perf showed why: `apply_mask` was 15% of Tether's samples, "
+    "tokio-websockets' AVX-512 masking 6%. (3) Masking in fixed 16-byte byte loops (SSE2 "
+    "vectors; the `u128` words compiled to scalar pairs) from a 64-byte boundary (a payload "
+    "behind a 14-byte header straddled cache lines): criterion 1.57 -> 0.96 us at 64 KiB, "
+    "1.83 -> 0.97 us behind a header; in the server 13.0 -> 11.9 us per message, "
+    "tokio-websockets 12.5. AVX2 and AVX-512 versions measured no faster, so no unsafe. "
+    "`strace -c` of Tether's server: 1 `writev` and 1 `recvfrom` per message, 0.07 "
+    "`epoll_wait`; perf: ~87% of its CPU is the kernel's. 1.2x would need Tether under "
+    "~10 us per message, where the kernel's copies alone are ~10.",
+    "- Idle memory, 2026-12-03: (1) above first added 8 bytes to `Connection` (184 -> 192), "
+    "which took the echo task's cell from 384 to 512 bytes: 1,112-1,124 bytes per idle "
+    "connection against 1,029-1,042; the size is now kept in one byte and a test holds "
+    "`Connection` to 184. jemalloc as the echo server's global allocator (a scratch build, "
+    "not committed) packs tokio's two 128-aligned allocations without glibc's slack: "
+    "669-671 bytes per connection against 1,030-1,032 with glibc (interleaved), but the "
+    "64 KiB echo 8% slower (13.0 against 12.1 us per message), pipelined 3% faster: not "
+    "adopted; the allocator is the application's choice, and the peers run on glibc too.",
+    "- Not yet tried: pipelined echo: the remaining cost is per message in `poll_event` and "
+    "framing (`send_data`); batching the parse of all frames of one read is the next step. "
+    "Deflate: a load tool that sends precompressed frames (a stored block for the sequence "
+    "number before the compressed pattern) would lift the tool's ceiling.",
 ]
 
 
