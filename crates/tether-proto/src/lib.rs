@@ -13,6 +13,10 @@
 //!                                   └── automatic pong and close replies
 //! ```
 //!
+//! A large frame can skip the copy out of the caller's read buffer: while
+//! [`Connection::direct_read_len`] says so, read straight into the engine's own buffer with
+//! [`Connection::receive_into`] (the `tether` driver does).
+//!
 //! The opening handshake ([`handshake`]) runs first over the same transport: the server parses
 //! the request ([`handshake::parse_request`]) and answers it ([`handshake::accept`]); the
 //! client builds its request ([`handshake::client_request`]) and checks the answer. The

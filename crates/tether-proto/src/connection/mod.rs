@@ -53,7 +53,9 @@ pub type MaskKeys = Box<dyn FnMut() -> [u8; 4] + Send>;
 /// A sans-I/O WebSocket connection, after the opening handshake.
 ///
 /// The caller owns the transport and the clock. Inputs: [`receive`](Self::receive) with bytes
-/// read, [`receive_eof`](Self::receive_eof), [`handle_timeout`](Self::handle_timeout).
+/// read (or [`receive_into`](Self::receive_into) for a large frame, when
+/// [`direct_read_len`](Self::direct_read_len) asks), [`receive_eof`](Self::receive_eof),
+/// [`handle_timeout`](Self::handle_timeout).
 /// Commands: [`send`](Self::send), [`close`](Self::close). Outputs, to poll after every input
 /// or command: [`poll_event`](Self::poll_event) until it returns `None`, then the bytes to
 /// write ([`io_slices`](Self::io_slices) and [`advance_transmit`](Self::advance_transmit)),
