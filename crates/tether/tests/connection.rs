@@ -363,23 +363,36 @@ async fn real_tcp_sockets() {
     server.await.unwrap();
 }
 
-/// A transport that counts the write calls that reach it.
-struct CountingWrites {
+/// A transport that counts the write calls that reach it and records how much room each
+/// read offers.
+struct Instrumented {
     inner: DuplexStream,
     writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    offered: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
 }
 
-impl tokio::io::AsyncRead for CountingWrites {
+impl Instrumented {
+    fn new(inner: DuplexStream) -> Self {
+        Instrumented {
+            inner,
+            writes: Default::default(),
+            offered: Default::default(),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Instrumented {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        self.offered.lock().unwrap().push(buf.remaining());
         std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
-impl tokio::io::AsyncWrite for CountingWrites {
+impl tokio::io::AsyncWrite for Instrumented {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -409,11 +422,8 @@ impl tokio::io::AsyncWrite for CountingWrites {
 #[tokio::test]
 async fn replies_to_one_read_leave_in_one_write() {
     let (a, b) = duplex(1 << 20);
-    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counting = CountingWrites {
-        inner: a,
-        writes: writes.clone(),
-    };
+    let counting = Instrumented::new(a);
+    let writes = counting.writes.clone();
     let server = tokio::spawn(async move {
         let mut ws = tether::accept_with(counting, Config::default(), |_| Ok(Default::default()))
             .await
@@ -516,57 +526,13 @@ async fn two_peers_streaming_both_ways_at_once_do_not_deadlock() {
         .expect("the two peers deadlocked");
 }
 
-/// A transport that records how much room each read offers.
-struct RecordingReads {
-    inner: DuplexStream,
-    offered: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
-}
-
-impl tokio::io::AsyncRead for RecordingReads {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        self.offered.lock().unwrap().push(buf.remaining());
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for RecordingReads {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// Large messages are read straight into the engine (a read sized for the frame, not the
 /// shared 128 KiB buffer) and arrive whole and in order, mixed with small ones.
 #[tokio::test]
 async fn large_messages_are_read_straight_into_the_engine_and_arrive_whole() {
     let (a, b) = duplex(1 << 20);
-    let offered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let transport = RecordingReads {
-        inner: a,
-        offered: offered.clone(),
-    };
+    let transport = Instrumented::new(a);
+    let offered = transport.offered.clone();
     let server = tokio::spawn(async move {
         let mut ws = tether::accept_with(transport, Config::default(), |_| Ok(Default::default()))
             .await
