@@ -22,6 +22,25 @@ fn bench_json(args: &[&str]) -> (Output, Value) {
     (out, json)
 }
 
+/// `tether bench echo` on one connection with 4 in flight for 400 ms, plus `extra`.
+fn echo_one_connection(url: &str, extra: &[&str]) -> (Output, Value) {
+    let mut args = vec![
+        "echo",
+        "--url",
+        url,
+        "-c",
+        "1",
+        "--in-flight",
+        "4",
+        "--duration",
+        "400ms",
+        "--warmup",
+        "0s",
+    ];
+    args.extend_from_slice(extra);
+    bench_json(&args)
+}
+
 fn assert_common_fields(json: &Value, mode: &str) {
     assert_eq!(json["mode"], mode, "{json}");
     for field in [
@@ -273,19 +292,7 @@ fn echo_counts_a_lost_echo_as_a_drop_and_goes_on() {
         ..Misbehaviour::default()
     });
     let url = format!("ws://{addr}/");
-    let (out, json) = bench_json(&[
-        "echo",
-        "--url",
-        &url,
-        "-c",
-        "1",
-        "--in-flight",
-        "4",
-        "--duration",
-        "400ms",
-        "--warmup",
-        "0s",
-    ]);
+    let (out, json) = echo_one_connection(&url, &[]);
     assert_eq!(json["drops"], 1, "{json}");
     assert_eq!(json["errors"], 1, "{json}");
     assert_eq!(
@@ -389,23 +396,7 @@ fn echo_answers_pings_between_frames() {
 /// every echo that counts came back whole (the tool stays in step with the frames).
 #[test]
 fn large_echoes_discarded_past_their_sequence_number_are_still_checked() {
-    let large = |url: &str| -> (Output, Value) {
-        bench_json(&[
-            "echo",
-            "--url",
-            url,
-            "-c",
-            "1",
-            "--size",
-            "65536",
-            "--in-flight",
-            "4",
-            "--duration",
-            "400ms",
-            "--warmup",
-            "0s",
-        ])
-    };
+    let large = |url: &str| echo_one_connection(url, &["--size", "65536"]);
     let (addr, _) = echo_server(Misbehaviour {
         corrupt_at: Some(5),
         corrupt_byte: 3,

@@ -418,14 +418,28 @@ impl tokio::io::AsyncWrite for Instrumented {
     }
 }
 
-// The design claim of the driver: all replies produced by one read leave in one write.
-#[tokio::test]
-async fn replies_to_one_read_leave_in_one_write() {
+/// What the tests see of a server's instrumented transport.
+struct Probe {
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    offered: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+/// An echo server on an instrumented transport (replies queued with `feed`, so all replies
+/// to one read leave together), and a client without compression. The server's task returns
+/// how many messages it echoed.
+async fn instrumented_echo() -> (
+    WebSocket<DuplexStream>,
+    Probe,
+    tokio::task::JoinHandle<usize>,
+) {
     let (a, b) = duplex(1 << 20);
-    let counting = Instrumented::new(a);
-    let writes = counting.writes.clone();
+    let transport = Instrumented::new(a);
+    let probe = Probe {
+        writes: transport.writes.clone(),
+        offered: transport.offered.clone(),
+    };
     let server = tokio::spawn(async move {
-        let mut ws = tether::accept_with(counting, Config::default(), |_| Ok(Default::default()))
+        let mut ws = tether::accept_with(transport, Config::default(), |_| Ok(Default::default()))
             .await
             .unwrap();
         let mut echoed = 0;
@@ -439,11 +453,19 @@ async fn replies_to_one_read_leave_in_one_write() {
     });
     let mut config = Config::default();
     config.deflate = None;
-    let (mut client, _) = ClientBuilder::new("ws://test/")
+    let (client, _) = ClientBuilder::new("ws://test/")
         .config(config)
         .connect_on(b)
         .await
         .unwrap();
+    (client, probe, server)
+}
+
+// The design claim of the driver: all replies produced by one read leave in one write.
+#[tokio::test]
+async fn replies_to_one_read_leave_in_one_write() {
+    let (mut client, probe, server) = instrumented_echo().await;
+    let writes = probe.writes;
     // 100 messages in one write: the server reads them in one read.
     for i in 0..100 {
         client
@@ -530,26 +552,8 @@ async fn two_peers_streaming_both_ways_at_once_do_not_deadlock() {
 /// shared 128 KiB buffer) and arrive whole and in order, mixed with small ones.
 #[tokio::test]
 async fn large_messages_are_read_straight_into_the_engine_and_arrive_whole() {
-    let (a, b) = duplex(1 << 20);
-    let transport = Instrumented::new(a);
-    let offered = transport.offered.clone();
-    let server = tokio::spawn(async move {
-        let mut ws = tether::accept_with(transport, Config::default(), |_| Ok(Default::default()))
-            .await
-            .unwrap();
-        while let Some(Ok(msg)) = ws.next().await {
-            if msg.is_data() {
-                ws.send(msg).await.unwrap();
-            }
-        }
-    });
-    let mut config = Config::default();
-    config.deflate = None;
-    let (mut client, _) = ClientBuilder::new("ws://test/")
-        .config(config)
-        .connect_on(b)
-        .await
-        .unwrap();
+    let (mut client, probe, server) = instrumented_echo().await;
+    let offered = probe.offered;
     let pattern = |len: usize, seed: u8| -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31) ^ seed)
@@ -568,7 +572,7 @@ async fn large_messages_are_read_straight_into_the_engine_and_arrive_whole() {
         assert_eq!(&client.next().await.unwrap().unwrap(), msg);
     }
     client.close(None).await.unwrap();
-    server.await.unwrap();
+    assert_eq!(server.await.unwrap(), messages.len());
     let offered = offered.lock().unwrap();
     let frame = (64 << 10) + 14;
     assert!(
