@@ -315,7 +315,9 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
              "## Machine", "", *machine(), "",
              "## Servers", "",
              "- tether: `crates/tether/examples/echo_server.rs` (one thread); fan-out on "
-             "`tether serve`",
+             "`tether serve`. Both run on jemalloc, as the `tether` binary ships (tether-cli's "
+             "`jemalloc` feature, options in `.cargo/config.toml`); the peers on glibc's malloc, "
+             "their default",
              f"- {NULL_ECHO}: `tether bench null-echo` (crates/tether-cli/src/bench/"
              "null_echo.rs), frames sent back unmasked with no other work: the load tool is "
              "the bottleneck against it, so its row is the most the tool measures here; a "
@@ -558,7 +560,18 @@ TRIED = [
     "not committed) packs tokio's two 128-aligned allocations without glibc's slack: "
     "669-671 bytes per connection against 1,030-1,032 with glibc (interleaved), but the "
     "64 KiB echo 8% slower (13.0 against 12.1 us per message), pipelined 3% faster: not "
-    "adopted; the allocator is the application's choice, and the peers run on glibc too.",
+    "adopted then.",
+    "- jemalloc adopted, 2026-12-03 (third session): the 64 KiB echo's loss came from its "
+    "read buffer (64 KiB + 4 KiB of slack), above jemalloc's 32 KiB thread-cache limit, so "
+    "every message took a block from the arena and gave it back. With the thread cache "
+    "raised to 128 KiB and 4 blocks per large size class (`tcache_max:131072,"
+    "tcache_nslots_large:4`, compiled in through `.cargo/config.toml`), A/B against glibc, "
+    "3 rounds interleaved, 16 x 64 KiB: 60,330 against 61,568 msg/s (jemalloc's defaults "
+    "54,117 against 57,626 in the round before); pipelined 2,985,636 against 3,003,902; "
+    "idle 692 against 1,043 bytes per connection. The `tether` binary and the echo server "
+    "now run on it (tether-cli's default `jemalloc` feature; `--no-default-features` builds "
+    "on the system allocator). The idle figure of this file is jemalloc's; with glibc it "
+    "is ~1,030-1,045 (the A/Bs above). The peers stay on glibc, their default.",
     "- Not yet tried: pipelined echo: the remaining cost is per message in `poll_event` and "
     "framing (`send_data`); batching the parse of all frames of one read is the next step. "
     "Deflate: a load tool that sends precompressed frames (a stored block for the sequence "

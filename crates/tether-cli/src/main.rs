@@ -92,6 +92,13 @@ struct ServeArgs {
     log: String,
 }
 
+/// jemalloc, for what an idle connection costs: tokio allocates each task and each socket's
+/// I/O registration 128-byte aligned, and glibc's aligned allocations leave ~200 bytes of
+/// slack each, where jemalloc's size classes are aligned already (docs/perf/idle-and-64k.md).
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

@@ -328,3 +328,25 @@ fn a_busy_port_is_reported() {
         "{output}"
     );
 }
+
+/// The binary runs on jemalloc with the options of .cargo/config.toml: jemalloc prints its
+/// options at exit when `_RJEM_MALLOC_CONF` asks for statistics, and the system allocator
+/// prints nothing.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[test]
+fn the_binary_runs_on_jemalloc_with_the_workspace_options() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stats = String::from_utf8_lossy(&out.stderr);
+    for option in ["opt.tcache_max: 131072", "opt.tcache_nslots_large: 4"] {
+        assert!(
+            stats.contains(option),
+            "no {option:?} in jemalloc's statistics: {}",
+            &stats[..stats.len().min(2000)]
+        );
+    }
+}

@@ -4,7 +4,7 @@
 //!
 //! This is the server the Autobahn TestSuite and the benchmarks run against. Replies are
 //! queued (`poll_ready` then `start_send`, what `feed` does), so all replies to one read
-//! leave in one write.
+//! leave in one write. It runs on jemalloc, as the `tether` binary does.
 
 use std::sync::Arc;
 
@@ -12,6 +12,12 @@ use futures_util::future::poll_fn;
 use futures_util::{SinkExt, StreamExt};
 use tether::{Config, Message, State};
 use tokio::net::TcpListener;
+
+/// The `tether` binary's allocator (its `jemalloc` feature, and .cargo/config.toml), so the
+/// benchmarks measure this server as Tether ships.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn config() -> Config {
     let mut config = Config::default();
