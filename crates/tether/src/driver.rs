@@ -247,8 +247,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// Polls the close timer and keepalive. `Ready(Ok)` when a timer fired and the loop should
     /// run again; `Ready(Err)` on idle timeout.
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let now = Instant::now();
-        if let Some(deadline) = self.conn.poll_timeout(now.into_std()) {
+        // The engine's only timer is the closing handshake's (RFC 6455 §7.1.1): an open
+        // connection has none, so it reads no clock here (once per read, in the hot loop).
+        let now = (self.conn.state() != State::Open).then(Instant::now);
+        if let Some(now) = now
+            && let Some(deadline) = self.conn.poll_timeout(now.into_std())
+        {
             let deadline = Instant::from_std(deadline);
             let timer = self
                 .close_timer
