@@ -342,7 +342,11 @@ fn the_binary_runs_on_jemalloc_with_the_workspace_options() {
         .unwrap();
     assert!(out.status.success());
     let stats = String::from_utf8_lossy(&out.stderr);
-    for option in ["opt.tcache_max: 131072", "opt.tcache_nslots_large: 4"] {
+    for option in [
+        "opt.tcache_max: 131072",
+        "opt.tcache_nslots_large: 4",
+        "opt.dirty_decay_ms: 1000",
+    ] {
         assert!(
             stats.contains(option),
             "no {option:?} in jemalloc's statistics: {}",
