@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_rustls::TlsAcceptor;
 
 use crate::accept::{Backoff, accept};
@@ -123,14 +123,19 @@ impl Gateway {
         let (tls, acceptor) = match &config.tls {
             Some(tls_config) => {
                 let acceptor = TlsAcceptor::from(tls::server_config(tls_config)?);
-                let listener = listen("tls.listen", &tls_config.listen).await?;
+                let listener = listen(
+                    "tls.listen",
+                    &tls_config.listen,
+                    config.limits.listen_backlog,
+                )
+                .await?;
                 (Some(listener), Some(acceptor))
             }
             None => (None, None),
         };
         let plain = match tls_only {
             true => None,
-            false => Some(listen("listen", &config.listen).await?),
+            false => Some(listen("listen", &config.listen, config.limits.listen_backlog).await?),
         };
         let limits = config.limits.clone();
         let connection_config = limits.connection_config();
@@ -227,12 +232,89 @@ impl Gateway {
     }
 }
 
-async fn listen(key: &'static str, address: &str) -> Result<TcpListener, Error> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| Error::Listen {
-            key,
-            address: address.to_string(),
-            source,
-        })
+/// Binds `address` (the first of its resolved addresses that binds) with a listen backlog
+/// of `backlog` (`limits.listen_backlog`; tokio's `TcpListener::bind` uses 1024).
+async fn listen(key: &'static str, address: &str, backlog: u32) -> Result<TcpListener, Error> {
+    let error = |source| Error::Listen {
+        key,
+        address: address.to_string(),
+        source,
+    };
+    let mut last = None;
+    for addr in tokio::net::lookup_host(address).await.map_err(error)? {
+        match bind_with_backlog(addr, backlog) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(error(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    })))
+}
+
+fn bind_with_backlog(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does on Unix: a restarted gateway binds at once, past its old
+    // connections in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Opens up to `n` connections to `addr` one after the other (none is accepted by the
+    /// listener, so its backlog alone decides) and counts those the kernel completes, up to
+    /// the first that does not complete within `within`. One at a time: a SYN that finds
+    /// the queue full is dropped, where a burst would get all its SYN-ACKs before any
+    /// handshake filled the queue.
+    async fn connects_within(addr: SocketAddr, n: usize, within: Duration) -> usize {
+        let mut held = Vec::new();
+        while held.len() < n {
+            match tokio::time::timeout(within, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => held.push(tcp),
+                _ => break,
+            }
+        }
+        held.len()
+    }
+
+    /// The configured backlog reaches `listen(2)`: with nothing accepting, Linux queues
+    /// backlog + 1 connections and drops the next SYN (retransmitted only after 1 s).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_listen_backlog_is_the_configured_one() {
+        let small = listen("listen", "127.0.0.1:0", 1).await.unwrap();
+        let completed =
+            connects_within(small.local_addr().unwrap(), 6, Duration::from_millis(300)).await;
+        assert_eq!(completed, 2, "backlog 1 should queue exactly 2 connections");
+        let large = listen("listen", "127.0.0.1:0", 64).await.unwrap();
+        let completed =
+            connects_within(large.local_addr().unwrap(), 32, Duration::from_secs(5)).await;
+        assert_eq!(completed, 32);
+    }
+
+    #[tokio::test]
+    async fn an_address_that_does_not_bind_is_reported_with_its_key() {
+        let taken = listen("listen", "127.0.0.1:0", 16).await.unwrap();
+        let busy = taken.local_addr().unwrap().to_string();
+        match listen("tls.listen", &busy, 16).await {
+            Err(Error::Listen { key, address, .. }) => {
+                assert_eq!((key, address.as_str()), ("tls.listen", busy.as_str()));
+            }
+            other => panic!("expected a listen error, got {other:?}"),
+        }
+    }
 }

@@ -41,6 +41,11 @@ pub struct Limits {
     /// request heads in progress, and idle HTTP keep-alive connections. Default 256; more are
     /// answered 503 (plain) or closed (TLS) at once.
     pub max_pending_per_ip: usize,
+    /// Connections the kernel may hold accepted for each listener before the gateway takes
+    /// them (`listen(2)`'s backlog; Linux caps it at `net.core.somaxconn`). Default 4096. A
+    /// burst of connects past it overflows the queue: the kernel drops the client's last
+    /// handshake packet and the client waits for retransmissions (1 s, 2 s, 4 s...).
+    pub listen_backlog: u32,
     /// Time a new connection has to complete TLS and send a whole request head; also how
     /// long an idle HTTP keep-alive connection stays open. Default 10 s.
     #[serde(deserialize_with = "units::duration")]
@@ -72,6 +77,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_ip: 256,
             max_pending_per_ip: 256,
+            listen_backlog: 4096,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             keepalive_interval: Duration::from_secs(20),
@@ -126,6 +132,9 @@ impl Limits {
         }
         if self.max_pending_per_ip == 0 {
             return Err(("max_pending_per_ip", "must be at least 1".into()));
+        }
+        if self.listen_backlog == 0 {
+            return Err(("listen_backlog", "must be at least 1".into()));
         }
         if self.handshake_timeout.is_zero() {
             return Err(("handshake_timeout", "must be longer than 0".into()));
@@ -194,5 +203,14 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(limits.validate().unwrap_err().0, "max_handshake_size");
+    }
+
+    #[test]
+    fn a_zero_listen_backlog_is_refused() {
+        let limits: Limits = toml::from_str("listen_backlog = 0").unwrap();
+        assert_eq!(limits.validate().unwrap_err().0, "listen_backlog");
+        let limits: Limits = toml::from_str("listen_backlog = 64").unwrap();
+        assert_eq!(limits.listen_backlog, 64);
+        assert_eq!(limits.validate(), Ok(()));
     }
 }
