@@ -762,3 +762,130 @@ fn fanout_counts_drops_and_duplicates() {
     );
     assert_eq!(json["errors"], 0, "{json}");
 }
+
+/// A pub/sub server of this test that delivers each publish to its subscribers one at a
+/// time, 30 ms apart, and counts the subscribers that had hung up when each delivery was
+/// handed on (the most seen comes back on the channel, after every delivery).
+fn slow_fanout_server() -> (SocketAddr, mpsc::Receiver<usize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::mpsc as channel;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let (seen_tx, seen_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let subscribers = Arc::new(std::sync::Mutex::new(Vec::<channel::Sender<String>>::new()));
+            let hung_up = Arc::new(AtomicUsize::new(0));
+            // The fan-out: one publish after the other, one subscriber after the other.
+            let (publish_tx, mut publish_rx) = channel::unbounded_channel::<String>();
+            let (fanout_subscribers, fanout_hung_up) = (subscribers.clone(), hung_up.clone());
+            tokio::spawn(async move {
+                let mut most = 0;
+                while let Some(message) = publish_rx.recv().await {
+                    let subscribers = fanout_subscribers.lock().unwrap().clone();
+                    for subscriber in subscribers {
+                        most = most.max(fanout_hung_up.load(Ordering::SeqCst));
+                        let _ = subscriber.send(message.clone()).await;
+                        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                    }
+                    let _ = seen_tx.send(most);
+                }
+            });
+            let published = Arc::new(AtomicUsize::new(0));
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (subscribers, hung_up, published, publish_tx) = (
+                    subscribers.clone(),
+                    hung_up.clone(),
+                    published.clone(),
+                    publish_tx.clone(),
+                );
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tether::accept(stream).await else {
+                        return;
+                    };
+                    let (feed_tx, mut feed) = channel::channel::<String>(64);
+                    let mut subscribed = false;
+                    loop {
+                        tokio::select! {
+                            request = ws.next() => {
+                                let Some(Ok(Message::Text(text))) = request else {
+                                    if subscribed {
+                                        hung_up.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                    return;
+                                };
+                                let request: Value = serde_json::from_str(text.as_str()).unwrap();
+                                let reply = if request["type"] == "subscribe" {
+                                    subscribed = true;
+                                    subscribers.lock().unwrap().push(feed_tx.clone());
+                                    r#"{"type":"ack","id":1,"topics":{"t":{"epoch":"e","offset":0}}}"#.to_string()
+                                } else {
+                                    let offset = published.fetch_add(1, Ordering::SeqCst) + 1;
+                                    let _ = publish_tx.send(format!(
+                                        r#"{{"type":"message","topic":"t","epoch":"e","offset":{offset},"ts":0,"data":{}}}"#,
+                                        request["data"]
+                                    ));
+                                    format!(r#"{{"type":"ack","id":{},"topic":"t","epoch":"e","offset":{offset}}}"#, request["id"])
+                                };
+                                if ws.send(Message::text(reply)).await.is_err() { return }
+                            }
+                            delivery = feed.recv() => {
+                                let Some(delivery) = delivery else { return };
+                                if ws.send(Message::text(delivery)).await.is_err() { return }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    });
+    (addr, seen_rx)
+}
+
+/// A subscriber that has the last record keeps its connection until every subscriber has
+/// it: hanging up at once would have the server tear connections down while it still
+/// delivers the record, and count that in the latency and the server's CPU.
+#[test]
+fn fanout_subscribers_hang_up_only_after_every_delivery() {
+    let (addr, seen) = slow_fanout_server();
+    let url = format!("ws://{addr}/");
+    let (out, json) = bench_json(&[
+        "fanout",
+        "--url",
+        &url,
+        "-n",
+        "5",
+        "--topic",
+        "t",
+        "--rate",
+        "10",
+        "--duration",
+        "250ms",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let published = json["published"].as_u64().unwrap();
+    assert!(published >= 2, "{json}");
+    assert_eq!(
+        json["deliveries"].as_u64().unwrap(),
+        published * 5,
+        "{json}"
+    );
+    assert_eq!(json["drops"], 0, "{json}");
+    let most_hung_up = seen.iter().take(published as usize).last();
+    assert_eq!(
+        most_hung_up,
+        Some(0),
+        "subscribers hung up during a fan-out: {json}"
+    );
+}

@@ -57,10 +57,16 @@ pub async fn run(args: &FanoutArgs) -> Result<Report, String> {
     let subscribed = Arc::new(Barrier::new(args.subscribers + 1));
     // The last offset published, and until when to wait for it.
     let (final_tx, final_rx) = watch::channel(None::<(u64, Instant)>);
+    // Subscribers keep their connections until every delivery is in (or the settle
+    // deadline): one that hung up as soon as it had the last record would have the server
+    // tear down connections while it still delivers that record to the others, and the
+    // teardown would be counted in the last publish's latency and the server's CPU.
+    let (hang_up_tx, hang_up_rx) = watch::channel(false);
     let read_capacity = 4096 + 2 * (args.size + 512);
     let mut tasks = JoinSet::new();
     for opened in opened {
         let (totals, subscribed, final_rx) = (totals.clone(), subscribed.clone(), final_rx.clone());
+        let mut hang_up = hang_up_rx.clone();
         let topic = args.topic.clone();
         tasks.spawn(async move {
             let subscriber = match opened {
@@ -69,7 +75,12 @@ pub async fn run(args: &FanoutArgs) -> Result<Report, String> {
             };
             subscribed.wait().await;
             match subscriber {
-                Ok(subscriber) => subscriber.receive(clock, &totals, final_rx).await,
+                Ok(mut subscriber) => {
+                    subscriber.receive(clock, &totals, final_rx).await;
+                    // An error of the channel means the run is over: hang up then too.
+                    let _ = hang_up.wait_for(|&hang_up| hang_up).await;
+                    drop(subscriber);
+                }
                 Err(e) => totals.error(|| format!("subscriber: {e}")),
             }
         });
@@ -85,19 +96,16 @@ pub async fn run(args: &FanoutArgs) -> Result<Report, String> {
     let _ = final_tx.send(Some((published.last_offset, settle_until)));
     // The server's CPU is read once every delivery is in (or at the settle deadline), before
     // the subscribers hang up: closing 10,000 connections costs more than a publish.
+    let live = (args.subscribers as u64).saturating_sub(failed_subscribers);
+    let expected = published.count * live;
+    while totals.messages.load(Ordering::Relaxed) < expected && Instant::now() < settle_until {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let server_cpu = match (args.server_pid, server_cpu_at_start) {
-        (Some(pid), Some(start)) => {
-            let live = (args.subscribers as u64).saturating_sub(failed_subscribers);
-            let expected = published.count * live;
-            while totals.messages.load(Ordering::Relaxed) < expected
-                && Instant::now() < settle_until
-            {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            cpu_time(pid).and_then(|end| end.checked_sub(start))
-        }
+        (Some(pid), Some(start)) => cpu_time(pid).and_then(|end| end.checked_sub(start)),
         _ => None,
     };
+    let _ = hang_up_tx.send(true);
     // Each subscriber stops by itself at `settle_until`; this is a safety net.
     let give_up = settle_until + SUBSCRIBE_TIMEOUT;
     while let Ok(Some(_)) = timeout_at(give_up.into(), tasks.join_next()).await {}
@@ -203,7 +211,7 @@ impl Subscriber {
     /// the settle deadline passes (both known from `last` once publishing is over); what
     /// has not come by then counts as dropped.
     async fn receive(
-        mut self,
+        &mut self,
         clock: Instant,
         totals: &Totals,
         mut last: watch::Receiver<Option<(u64, Instant)>>,
