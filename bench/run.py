@@ -256,9 +256,13 @@ def autobahn_compression(servers: list[str], workdir: Path) -> dict:
                               timeout=900)
         seconds = time.monotonic() - start
         tail = [line for line in proc.stdout.splitlines() if "passed" in line]
+        cpu = re.search(r"CPU seconds: kosoku ([\d.]+), server under test ([\d.]+|unknown)",
+                        proc.stdout)
         out[server] = {"seconds": seconds, "ok": proc.returncode == 0,
                        "summary": tail[-1] if tail else proc.stdout.strip()[-200:],
-                       "cases": " ".join(cmd[-4:])}
+                       "cases": " ".join(cmd[-4:]),
+                       "kosoku_cpu_s": float(cpu[1]) if cpu else None,
+                       "server_cpu_s": float(cpu[2]) if cpu and cpu[2] != "unknown" else None}
     return out
 
 
@@ -394,10 +398,13 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
         lines += ["## Autobahn compression cases", "",
                   "`python3 scripts/autobahn.py server --cmd CMD -p 2 "
                   "--expected conformance/expected-server.json CASES`", "",
-                  "| server | cases | seconds | result |", "|---|---|---:|---|"]
+                  "| server | cases | seconds | kosoku CPU s | server CPU s | result |",
+                  "|---|---|---:|---:|---:|---|"]
         for server, a in autobahn.items():
             result = a["summary"] if a.get("ok") else f"failed: {a['summary']}"
-            lines.append(f"| {server} | `{a['cases']}` | {a['seconds']:.1f} | {result} |")
+            lines.append(f"| {server} | `{a['cases']}` | {a['seconds']:.1f} | "
+                         f"{fmt_measured(a.get('kosoku_cpu_s'), 1)} | "
+                         f"{fmt_measured(a.get('server_cpu_s'), 1)} | {result} |")
         lines.append("")
     lines += ["## Targets (issue #7)", ""]
     s = summary
@@ -457,6 +464,12 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
             lines.append(f"- Autobahn compression cases (12.*, 13.*) in {t:.1f} s for tether "
                          f"(target < 30 s for the whole suite with compression): "
                          f"**{'met' if t < 30 else 'missed'}**")
+            tool, testee = a.get("kosoku_cpu_s"), a.get("server_cpu_s")
+            if tool is not None and testee is not None:
+                bound = (" (kosoku's own CPU time alone is above 30 s: the run is the test "
+                         "tool's, whatever the server)" if tool >= 30 else "")
+                lines.append(f"- Autobahn compression cases, CPU: kosoku {tool:.1f} s, tether "
+                             f"{testee:.1f} s{bound}")
     if "fanout" in s:
         runs = results["fanout"]["tether-serve"]
         p99 = median_latency(runs, "p99")
@@ -480,9 +493,15 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
 TRIED = [
     "- Fan-out: each record is framed once and shared by every subscriber's queue; queued "
     "records leave in one write (1.0 us of server CPU per delivery at 100 publishes/s to "
-    "10,000). One lone publish costs ~15 us per subscriber, 86% of it the kernel's loopback "
-    "TCP path (`docs/perf/fanout-10k.md`): ~125 ms of kernel work for 10,000 subscribers on "
-    "one vCPU, so the < 20 ms target is out of reach with this setup.",
+    "10,000). One lone publish costs ~7.5-8.5 us of server CPU per subscriber (2026-12-04), "
+    "~78% of it the kernel's loopback TCP path, 13% the wake-up of the receiving load tool "
+    "alone (`docs/perf/fanout-10k.md`): ~60 ms of kernel work for 10,000 subscribers on one "
+    "vCPU, so the < 20 ms target is out of reach with this setup. Until 2026-12-04 the load "
+    "tool's subscribers hung up as soon as they had the last record, so the server tore "
+    "connections down while it still delivered that record to the others: a run's last "
+    "publish took ~210 ms instead of ~80 (12 against 7.5-8.5 us of server CPU per delivery), "
+    "and the p99 of the runs before (82-256 ms, \"bimodal\") was that publish's. They now "
+    "hang up once every delivery is in (a test in `crates/tether-cli/tests/bench.rs`).",
     "- Replies to one read leave in one vectored write (the driver writes only when it next "
     "waits for input; the echo server `feed`s): already so before issue #7's work.",
     "- Masking 16 bytes per step, a 4 KiB first outbound buffer (no reallocation per reply): "
@@ -577,7 +596,8 @@ TRIED = [
     "per connection on jemalloc against 17-18 on glibc (SECURITY.md). The fan-out p99 of this "
     "run (~200 ms, against ~82 ms on the last machine) is not the allocator's: A/B on this "
     "machine, 3 rounds each, jemalloc 200, 199, 101 ms, glibc 222, 86, 204 ms (one publish a "
-    "second to 10,000 subscribers; bimodal on both).",
+    "second to 10,000 subscribers; bimodal on both: the load tool's hang-ups, see the "
+    "fan-out entry).",
     "- Not yet tried: pipelined echo: the remaining cost is per message in `poll_event` and "
     "framing (`send_data`); batching the parse of all frames of one read is the next step. "
     "Deflate: a load tool that sends precompressed frames (a stored block for the sequence "

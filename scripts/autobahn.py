@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -207,6 +208,16 @@ class Child:
 
     def tail(self, n: int = 25) -> str:
         return "".join(self.lines[-n:]).rstrip("\n") or "(no output)"
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a running process so far (Linux's /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # utime and stime are fields 14 and 15 of proc(5), 12 and 13 after the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_listening(child: Child, port: int, timeout: float) -> None:
@@ -445,9 +456,18 @@ def run_server(args: argparse.Namespace) -> int:
         kargv = [kosoku, "-p", str(args.parallelism), "-o", str(out)]
         kargv += selection_args(args.include, args.exclude) + [f"{HOST}:{port}"]
         log(f"{label}: running {shlex.join(kargv)} (log: {out / 'kosoku.log'})")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         runner = Child("kosoku", kargv, out / "kosoku.log", echo=args.verbose)
         children.append(runner)
         code = runner.wait(args.timeout)
+        if code is not None:
+            # What the suite itself costs, beside the server's share: kosoku is the only
+            # child reaped since `before`, so the difference is its CPU time alone.
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            tool = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            testee = process_cpu_seconds(server.pid)
+            log(f"{label}: CPU seconds: kosoku {tool:.1f}, server under test "
+                + ("unknown" if testee is None else f"{testee:.1f}"))
         if code is None:
             runner.stop()
             extra.append(f"kosoku did not finish within {args.timeout:.0f} s (--timeout)")
