@@ -170,14 +170,16 @@ pub struct FanoutArgs {
     /// Publishes per second.
     #[arg(long, default_value_t = 100.0, value_name = "PER_S")]
     pub rate: f64,
-    /// Measured time of publishing.
+    /// Measured time of publishing: rate x duration publishes (at least one), the first at
+    /// once.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "TIME")]
     pub duration: Duration,
     /// Publish through the gateway's HTTP API at this URL instead of over a WebSocket on
     /// --url: http://host:port/api/publish (the topic is appended).
     #[arg(long, value_name = "URL")]
     pub publish_url: Option<String>,
-    /// Payload bytes of each published message (at least the timestamp's 32).
+    /// Payload bytes of each published message (at least the 41 of its time stamp and
+    /// last-publish mark).
     #[arg(long, default_value_t = 64, value_name = "BYTES")]
     pub size: usize,
     /// Local source addresses for the subscribers, as for `idle`.

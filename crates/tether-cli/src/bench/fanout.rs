@@ -19,7 +19,7 @@ use tokio::time::timeout_at;
 use super::args::FanoutArgs;
 use super::fanout_publish::{Published, publish};
 use super::fanout_wire::{
-    Kind, SUBPROTOCOL, error_code, kind, offset, stamp_us, subscribe_request,
+    Kind, SUBPROTOCOL, error_code, is_last, kind, offset, stamp_us, subscribe_request,
 };
 use super::frame::{ReadBuffer, complete_frame, pong_frame, push_masked_frame};
 use super::handshake::{HandshakeSpec, Opened, open_many};
@@ -55,18 +55,18 @@ pub async fn run(args: &FanoutArgs) -> Result<Report, String> {
     let clock = Instant::now();
     let totals = Arc::new(Totals::new(clock, clock + Duration::from_secs(24 * 3600)));
     let subscribed = Arc::new(Barrier::new(args.subscribers + 1));
-    // The last offset published, and until when to wait for it.
-    let (final_tx, final_rx) = watch::channel(None::<(u64, Instant)>);
-    // Subscribers keep their connections until every delivery is in (or the settle
-    // deadline): one that hung up as soon as it had the last record would have the server
-    // tear down connections while it still delivers that record to the others, and the
-    // teardown would be counted in the last publish's latency and the server's CPU.
-    let (hang_up_tx, hang_up_rx) = watch::channel(false);
+    // The hang-up, with the last offset published. Subscribers hear nothing else from here:
+    // each knows by the publisher's mark when it has the last record, and keeps its
+    // connection until every delivery is in (or the settle deadline). Telling 10,000 of them
+    // anything while the last record is still on its way would have this process busy with
+    // them instead of reading, and hanging up at once would have the server tear connections
+    // down while it still delivers: either was counted in the last publish's latency.
+    let (hang_up_tx, hang_up_rx) = watch::channel(None::<u64>);
     let read_capacity = 4096 + 2 * (args.size + 512);
     let mut tasks = JoinSet::new();
     for opened in opened {
-        let (totals, subscribed, final_rx) = (totals.clone(), subscribed.clone(), final_rx.clone());
-        let mut hang_up = hang_up_rx.clone();
+        let (totals, subscribed, hang_up) =
+            (totals.clone(), subscribed.clone(), hang_up_rx.clone());
         let topic = args.topic.clone();
         tasks.spawn(async move {
             let subscriber = match opened {
@@ -75,12 +75,7 @@ pub async fn run(args: &FanoutArgs) -> Result<Report, String> {
             };
             subscribed.wait().await;
             match subscriber {
-                Ok(mut subscriber) => {
-                    subscriber.receive(clock, &totals, final_rx).await;
-                    // An error of the channel means the run is over: hang up then too.
-                    let _ = hang_up.wait_for(|&hang_up| hang_up).await;
-                    drop(subscriber);
-                }
+                Ok(subscriber) => subscriber.receive(clock, &totals, hang_up).await,
                 Err(e) => totals.error(|| format!("subscriber: {e}")),
             }
         });
@@ -93,7 +88,6 @@ pub async fn run(args: &FanoutArgs) -> Result<Report, String> {
     let progress = Progress::start("fanout", totals.clone(), args.common.json);
     let published: Published = publish(args, &spec, clock, &totals).await?;
     let settle_until = Instant::now() + args.settle;
-    let _ = final_tx.send(Some((published.last_offset, settle_until)));
     // The server's CPU is read once every delivery is in (or at the settle deadline), before
     // the subscribers hang up: closing 10,000 connections costs more than a publish.
     let live = (args.subscribers as u64).saturating_sub(failed_subscribers);
@@ -105,9 +99,9 @@ pub async fn run(args: &FanoutArgs) -> Result<Report, String> {
         (Some(pid), Some(start)) => cpu_time(pid).and_then(|end| end.checked_sub(start)),
         _ => None,
     };
-    let _ = hang_up_tx.send(true);
-    // Each subscriber stops by itself at `settle_until`; this is a safety net.
-    let give_up = settle_until + SUBSCRIBE_TIMEOUT;
+    let _ = hang_up_tx.send(Some(published.last_offset));
+    // Each subscriber stops at the hang-up; this is a safety net.
+    let give_up = Instant::now() + SUBSCRIBE_TIMEOUT;
     while let Ok(Some(_)) = timeout_at(give_up.into(), tasks.join_next()).await {}
     let unsettled = tasks.len();
     tasks.abort_all();
@@ -182,7 +176,8 @@ async fn subscribe(opened: Opened, topic: &str, capacity: usize) -> Result<Subsc
         .map_err(|e| format!("subscribe: {e}"))?;
     let deadline = Instant::now() + SUBSCRIBE_TIMEOUT;
     loop {
-        let Some((header, payload)) = next_frame(&mut stream, &mut read, deadline).await? else {
+        let Some((header, payload)) = next_frame(&mut stream, &mut read, Some(deadline)).await?
+        else {
             return Err("no answer to the subscribe within 10 s".into());
         };
         let text = &read.filled()[payload.clone()];
@@ -207,33 +202,23 @@ async fn subscribe(opened: Opened, topic: &str, capacity: usize) -> Result<Subsc
 }
 
 impl Subscriber {
-    /// Receives deliveries until the last published offset is in, the connection fails, or
-    /// the settle deadline passes (both known from `last` once publishing is over); what
-    /// has not come by then counts as dropped.
+    /// Receives deliveries until the hang-up (once every delivery is in, or at the settle
+    /// deadline) or until the connection fails. The counts are flushed at the publisher's
+    /// last record, so the run sees them at once; what has not come by the hang-up counts
+    /// as dropped.
     async fn receive(
-        &mut self,
+        mut self,
         clock: Instant,
         totals: &Totals,
-        mut last: watch::Receiver<Option<(u64, Instant)>>,
+        mut hang_up: watch::Receiver<Option<u64>>,
     ) {
         let mut recorder = Recorder::new(totals);
-        let mut deadline = Instant::now() + Duration::from_secs(24 * 3600);
         let outcome: Result<(), String> = async {
             loop {
-                if let Some((last, settle_until)) = *last.borrow_and_update() {
-                    if self.next_offset > last {
-                        return Ok(());
-                    }
-                    deadline = settle_until;
-                }
                 let frame = tokio::select! {
-                    frame = next_frame(&mut self.stream, &mut self.read, deadline) => frame?,
-                    changed = last.changed() => {
-                        if changed.is_err() {
-                            return Ok(());
-                        }
-                        continue;
-                    }
+                    frame = next_frame(&mut self.stream, &mut self.read, None) => frame?,
+                    // A closed channel ends the run as well.
+                    _ = hang_up.wait_for(Option::is_some) => return Ok(()),
                 };
                 let Some((header, payload)) = frame else {
                     return Ok(());
@@ -255,6 +240,9 @@ impl Subscriber {
                             let latency = sent
                                 .map_or(Duration::ZERO, |sent| now.saturating_duration_since(sent));
                             recorder.record(now, latency, text.len());
+                            if is_last(text) {
+                                recorder.flush(now);
+                            }
                         }
                     }
                     OpCode::Ping => {
@@ -278,8 +266,14 @@ impl Subscriber {
         if let Err(e) = outcome {
             totals.error(|| format!("subscriber: {e}"));
         }
-        // What never came is dropped.
-        if let Some((last, _)) = *last.borrow() {
+        // What never came is dropped (known once the run hangs up; a subscriber that failed
+        // before waits for that, with its connection already gone).
+        let last = *hang_up
+            .wait_for(Option::is_some)
+            .await
+            .as_deref()
+            .unwrap_or(&None);
+        if let Some(last) = last {
             let missing = (last + 1).saturating_sub(self.next_offset);
             totals.drops.fetch_add(missing, Ordering::Relaxed);
         }
@@ -292,7 +286,7 @@ impl Subscriber {
 pub async fn next_frame(
     stream: &mut TcpStream,
     read: &mut ReadBuffer,
-    deadline: Instant,
+    deadline: Option<Instant>,
 ) -> Result<Option<(FrameHeader, Range<usize>)>, String> {
     loop {
         if let Some((header, range)) = complete_frame(read.filled()).map_err(|e| e.to_string())? {
@@ -309,11 +303,18 @@ pub async fn next_frame(
         if spare.is_empty() {
             return Err("a frame larger than the read buffer".into());
         }
-        match timeout_at(deadline.into(), stream.read(spare)).await {
-            Err(_) => return Ok(None),
-            Ok(Ok(0)) => return Err("the server closed the connection".into()),
-            Ok(Ok(n)) => read.advance(n),
-            Ok(Err(e)) => return Err(format!("read: {e}")),
+        // A subscriber's reads have no timer: the hang-up ends its wait.
+        let read_result = match deadline {
+            Some(deadline) => match timeout_at(deadline.into(), stream.read(spare)).await {
+                Err(_) => return Ok(None),
+                Ok(result) => result,
+            },
+            None => stream.read(spare).await,
+        };
+        match read_result {
+            Ok(0) => return Err("the server closed the connection".into()),
+            Ok(n) => read.advance(n),
+            Err(e) => return Err(format!("read: {e}")),
         }
     }
 }

@@ -50,6 +50,13 @@ fn period(rate: f64) -> Duration {
     Duration::from_secs_f64(1.0 / rate)
 }
 
+/// How many publishes a run makes: `rate` x `duration`, at least one. Fixed before the first
+/// so the last can be marked (subscribers then know they have everything unprompted), and
+/// not left to whether a tick falls just before or after the end.
+fn publish_count(args: &FanoutArgs) -> u64 {
+    ((args.rate * args.duration.as_secs_f64()).round() as u64).max(1)
+}
+
 async fn publish_websocket(
     args: &FanoutArgs,
     spec: &HandshakeSpec,
@@ -64,27 +71,36 @@ async fn publish_websocket(
     let mut frame = Vec::with_capacity(args.size + 256);
     let mut tick = interval(period(args.rate));
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let start = Instant::now();
-    let stop = start + args.duration;
+    let total = publish_count(args);
+    // Until the last is sent, answers are awaited without a limit; then for ANSWER_TIMEOUT.
+    let mut deadline = Instant::now() + args.duration + ANSWER_TIMEOUT;
     let (mut sent, mut answered, mut count, mut last_offset) = (0u64, 0u64, 0u64, 0u64);
     loop {
-        let sending = Instant::now() < stop;
+        let sending = sent < total;
         if !sending && answered == sent {
             break;
         }
-        let deadline = if sending { stop } else { stop + ANSWER_TIMEOUT };
         tokio::select! {
             _ = tick.tick(), if sending => {
                 sent += 1;
                 let stamp = clock.elapsed().as_micros() as u64;
-                let request = publish_request(sent, &args.topic, &publish_data(stamp, args.size));
+                let data = publish_data(stamp, sent == total, args.size);
+                let request = publish_request(sent, &args.topic, &data);
                 frame.clear();
                 push_masked_frame(&mut frame, OpCode::Text, request.as_bytes());
                 stream.write_all(&frame).await.map_err(|e| format!("publisher: {e}"))?;
+                if sent == total {
+                    deadline = Instant::now() + ANSWER_TIMEOUT;
+                }
             }
-            answer = next_frame(&mut stream, &mut read, deadline) => {
+            answer = next_frame(&mut stream, &mut read, Some(deadline)) => {
                 let Some((header, range)) = answer.map_err(|e| format!("publisher: {e}"))? else {
-                    if sending { continue } else { break }
+                    if sending {
+                        // Publishing is behind its schedule: keep waiting while it goes on.
+                        deadline = Instant::now() + ANSWER_TIMEOUT;
+                        continue;
+                    }
+                    break;
                 };
                 let text = &read.filled()[range.clone()];
                 if header.opcode == OpCode::Text {
@@ -152,12 +168,11 @@ async fn publish_http(
     let mut tick = interval(period(args.rate));
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut response = Vec::with_capacity(4096);
-    let start = Instant::now();
-    let stop = start + args.duration;
+    let total = publish_count(args);
     let (mut count, mut last_offset) = (0u64, 0u64);
-    while Instant::now() < stop {
+    for sent in 1..=total {
         tick.tick().await;
-        let body = publish_data(clock.elapsed().as_micros() as u64, args.size);
+        let body = publish_data(clock.elapsed().as_micros() as u64, sent == total, args.size);
         let request = format!(
             "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{body}",

@@ -11,6 +11,9 @@ pub const SUBPROTOCOL: &str = "tether.pubsub.v1";
 /// start of the run (publisher and subscribers share one clock, in one process).
 const STAMP_KEY: &[u8] = b"\"bench_us\":";
 
+/// The field of the published data that marks the run's last publish (1) or not (0).
+const LAST_KEY: &[u8] = b"\"last\":";
+
 /// What a server message is, from its `type`.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Kind {
@@ -64,6 +67,12 @@ pub fn stamp_us(payload: &[u8]) -> Option<u64> {
     number_after(payload, STAMP_KEY)
 }
 
+/// Whether the publisher marked this as its last publish (`"last":1` after the stamp), so a
+/// subscriber knows it has everything without being told.
+pub fn is_last(payload: &[u8]) -> bool {
+    find(payload, STAMP_KEY).is_some_and(|at| number_after(&payload[at..], LAST_KEY) == Some(1))
+}
+
 /// The `code` of an error reply, for the report.
 pub fn error_code(payload: &[u8]) -> String {
     let key = b"\"code\":\"";
@@ -83,9 +92,13 @@ pub fn subscribe_request(topic: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// The published data: the publish time, padded with `x` to `size` bytes when larger.
-pub fn publish_data(stamp_us: u64, size: usize) -> String {
-    let mut data = format!("{{\"bench_us\":{stamp_us},\"pad\":\"");
+/// The published data: the publish time and whether it is the last publish, padded with `x`
+/// to `size` bytes when larger.
+pub fn publish_data(stamp_us: u64, last: bool, size: usize) -> String {
+    let mut data = format!(
+        "{{\"bench_us\":{stamp_us},\"last\":{},\"pad\":\"",
+        u8::from(last)
+    );
     let pad = size.saturating_sub(data.len() + 2);
     data.extend(std::iter::repeat_n('x', pad));
     data.push_str("\"}");
@@ -104,13 +117,30 @@ pub fn publish_request(id: u64, topic: &str, data: &str) -> String {
 mod tests {
     use super::*;
 
-    const DELIVERY: &[u8] = br#"{"type":"message","topic":"bench","epoch":"8f3a1c0b2e7d4a51","offset":43,"ts":1718000000123,"data":{"bench_us":1234567,"pad":"xx"}}"#;
+    const DELIVERY: &[u8] = br#"{"type":"message","topic":"bench","epoch":"8f3a1c0b2e7d4a51","offset":43,"ts":1718000000123,"data":{"bench_us":1234567,"last":0,"pad":"xx"}}"#;
 
     #[test]
     fn deliveries_give_their_offset_and_stamp() {
         assert_eq!(kind(DELIVERY), Kind::Message);
         assert_eq!(offset(DELIVERY), Some(43));
         assert_eq!(stamp_us(DELIVERY), Some(1_234_567));
+        assert!(!is_last(DELIVERY));
+    }
+
+    #[test]
+    fn the_last_publish_is_marked_in_its_data() {
+        let last = publish_data(5, true, 64);
+        assert_eq!(last.len(), 64);
+        assert!(is_last(last.as_bytes()));
+        assert!(!is_last(publish_data(5, false, 64).as_bytes()));
+        // Only the data's own mark counts, not a topic or field before it.
+        let topic = br#"{"type":"message","topic":"x","last":1,"data":{"bench_us":1,"last":0}}"#;
+        assert!(!is_last(topic));
+        let delivery = format!(
+            r#"{{"type":"message","topic":"t","offset":9,"data":{}}}"#,
+            publish_data(3, true, 0)
+        );
+        assert!(is_last(delivery.as_bytes()));
     }
 
     #[test]
@@ -135,12 +165,13 @@ mod tests {
             serde_json::from_slice(&subscribe_request("bench")).unwrap();
         assert_eq!(subscribe["type"], "subscribe");
         assert_eq!(subscribe["topic"], "bench");
-        let data = publish_data(99, 64);
+        let data = publish_data(99, false, 64);
         assert_eq!(data.len(), 64);
         let publish: serde_json::Value =
             serde_json::from_str(&publish_request(5, "bench", &data)).unwrap();
         assert_eq!(publish["data"]["bench_us"], 99);
         assert_eq!(publish["id"], 5);
-        assert_eq!(stamp_us(publish_data(7, 0).as_bytes()), Some(7));
+        assert_eq!(publish["data"]["last"], 0);
+        assert_eq!(stamp_us(publish_data(7, false, 0).as_bytes()), Some(7));
     }
 }
