@@ -493,15 +493,18 @@ def report(args, specs: dict, results: dict, autobahn: dict | None, started: str
 TRIED = [
     "- Fan-out: each record is framed once and shared by every subscriber's queue; queued "
     "records leave in one write (1.0 us of server CPU per delivery at 100 publishes/s to "
-    "10,000). One lone publish costs ~7.5-8.5 us of server CPU per subscriber (2026-12-04), "
-    "~78% of it the kernel's loopback TCP path, 13% the wake-up of the receiving load tool "
-    "alone (`docs/perf/fanout-10k.md`): ~60 ms of kernel work for 10,000 subscribers on one "
-    "vCPU, so the < 20 ms target is out of reach with this setup. Until 2026-12-04 the load "
-    "tool's subscribers hung up as soon as they had the last record, so the server tore "
-    "connections down while it still delivered that record to the others: a run's last "
-    "publish took ~210 ms instead of ~80 (12 against 7.5-8.5 us of server CPU per delivery), "
-    "and the p99 of the runs before (82-256 ms, \"bimodal\") was that publish's. They now "
-    "hang up once every delivery is in (a test in `crates/tether-cli/tests/bench.rs`).",
+    "10,000). One lone publish costs ~8 us of server CPU per subscriber (2026-12-04), 73% of "
+    "it the kernel's, inside the one `writev` per delivery: on loopback the sender also runs "
+    "the receiver's TCP input and wakes it (`docs/perf/fanout-10k.md`): ~60 ms of kernel "
+    "work for 10,000 subscribers on one vCPU, so the < 20 ms target is out of reach with "
+    "this setup. Until 2026-12-04 two faults of the load tool made a run's last publish "
+    "~210 ms instead of ~80, and that publish was the p99 of the runs before (82-256 ms, "
+    "\"bimodal\"): its subscribers hung up as soon as they had the last record, so the "
+    "server tore connections down while it still delivered it (12 against 7.5-8.5 us of "
+    "server CPU per delivery), and all 10,000 were told the last offset while its record was "
+    "still on its way, so the tool was busy with them instead of reading. Now a run's "
+    "publishes are counted up front, the last is marked in its data, and subscribers hang "
+    "up once every delivery is in (tests in `crates/tether-cli/tests/bench.rs`).",
     "- Replies to one read leave in one vectored write (the driver writes only when it next "
     "waits for input; the echo server `feed`s): already so before issue #7's work.",
     "- Masking 16 bytes per step, a 4 KiB first outbound buffer (no reallocation per reply): "
@@ -596,7 +599,7 @@ TRIED = [
     "per connection on jemalloc against 17-18 on glibc (SECURITY.md). The fan-out p99 of this "
     "run (~200 ms, against ~82 ms on the last machine) is not the allocator's: A/B on this "
     "machine, 3 rounds each, jemalloc 200, 199, 101 ms, glibc 222, 86, 204 ms (one publish a "
-    "second to 10,000 subscribers; bimodal on both: the load tool's hang-ups, see the "
+    "second to 10,000 subscribers; bimodal on both: the load tool's doing, see the "
     "fan-out entry).",
     "- Not yet tried: pipelined echo: the remaining cost is per message in `poll_event` and "
     "framing (`send_data`); batching the parse of all frames of one read is the next step. "
