@@ -601,6 +601,14 @@ TRIED = [
     "machine, 3 rounds each, jemalloc 200, 199, 101 ms, glibc 222, 86, 204 ms (one publish a "
     "second to 10,000 subscribers; bimodal on both: the load tool's doing, see the "
     "fan-out entry).",
+    "- Autobahn compression cases, 2026-12-04: `scripts/autobahn.py` now reports the CPU "
+    "seconds of kosoku and of the server under test (the table above). kosoku alone used "
+    "129.5 s of CPU in this run; it works as about one core whatever `-p` (12.1.* alone: "
+    "9.1 s at -p 1, 5.65 s at -p 4 and at -p 8, ~6.8 s of its CPU each time), so the < 30 "
+    "s target is out of reach with this tool on this machine. The echo server used 58.2 s "
+    "as well, on its one thread, 79% of it in zlib-rs (perf of 12.2.10-12.2.18, 128 KiB "
+    "BMP messages: level-1 `deflate_quick` 59%, inflate 20%): with a free test tool it "
+    "would still need compression about twice as fast, or a second core.",
     "- Not yet tried: pipelined echo: the remaining cost is per message in `poll_event` and "
     "framing (`send_data`); batching the parse of all frames of one read is the next step. "
     "Deflate: a load tool that sends precompressed frames (a stored block for the sequence "
