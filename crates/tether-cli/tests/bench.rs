@@ -157,61 +157,73 @@ struct Misbehaviour {
     ping_every: Option<usize>,
 }
 
-/// An echo server for one connection; when the connection ends its thread reports the
-/// pings it sent, and the pongs it received that did and did not match one of them.
-fn echo_server(misbehaviour: Misbehaviour) -> (SocketAddr, mpsc::Receiver<(usize, usize, usize)>) {
+/// Binds a loopback port and serves it with `serve` on a thread of its own, on a
+/// current-thread runtime (the test servers below); returns the address.
+fn serve_on_a_thread<F, Fut>(serve: F) -> SocketAddr
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
-    let (done, report) = mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            // One connection is enough: the tests run the tool with -c 1.
-            let (stream, _) = listener.accept().await.unwrap();
-            let mut ws = tether::accept(stream).await.unwrap();
-            let (mut count, mut pings, mut pongs, mut unmatched) = (0, Vec::new(), 0, 0);
-            while let Some(Ok(message)) = ws.next().await {
-                let reply = match message {
-                    Message::Binary(data) => {
-                        count += 1;
-                        let mut data = data.to_vec();
-                        if misbehaviour.corrupt_at == Some(count) {
-                            data[misbehaviour.corrupt_byte] ^= 0x01;
-                        }
-                        if misbehaviour.drop_at == Some(count) {
-                            continue;
-                        }
-                        if misbehaviour.ping_every.is_some_and(|n| count % n == 0) {
-                            let payload = format!("p{count}");
-                            pings.push(payload.clone());
-                            if ws.send(Message::Ping(payload.into())).await.is_err() {
-                                break;
-                            }
-                        }
-                        Message::binary(data)
+            serve(tokio::net::TcpListener::from_std(listener).unwrap()).await;
+        });
+    });
+    addr
+}
+
+/// An echo server for one connection; when the connection ends its thread reports the
+/// pings it sent, and the pongs it received that did and did not match one of them.
+fn echo_server(misbehaviour: Misbehaviour) -> (SocketAddr, mpsc::Receiver<(usize, usize, usize)>) {
+    let (done, report) = mpsc::channel();
+    let addr = serve_on_a_thread(move |listener| async move {
+        // One connection is enough: the tests run the tool with -c 1.
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tether::accept(stream).await.unwrap();
+        let (mut count, mut pings, mut pongs, mut unmatched) = (0, Vec::new(), 0, 0);
+        while let Some(Ok(message)) = ws.next().await {
+            let reply = match message {
+                Message::Binary(data) => {
+                    count += 1;
+                    let mut data = data.to_vec();
+                    if misbehaviour.corrupt_at == Some(count) {
+                        data[misbehaviour.corrupt_byte] ^= 0x01;
                     }
-                    Message::Pong(payload) => {
-                        if pings.iter().any(|p| p.as_bytes() == &payload[..]) {
-                            pongs += 1;
-                        } else {
-                            unmatched += 1;
-                        }
+                    if misbehaviour.drop_at == Some(count) {
                         continue;
                     }
-                    Message::Close(_) => break,
-                    _ => continue,
-                };
-                if ws.send(reply).await.is_err() {
-                    break;
+                    if misbehaviour.ping_every.is_some_and(|n| count % n == 0) {
+                        let payload = format!("p{count}");
+                        pings.push(payload.clone());
+                        if ws.send(Message::Ping(payload.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Message::binary(data)
                 }
+                Message::Pong(payload) => {
+                    if pings.iter().any(|p| p.as_bytes() == &payload[..]) {
+                        pongs += 1;
+                    } else {
+                        unmatched += 1;
+                    }
+                    continue;
+                }
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if ws.send(reply).await.is_err() {
+                break;
             }
-            let _ = done.send((pings.len(), pongs, unmatched));
-        });
+        }
+        let _ = done.send((pings.len(), pongs, unmatched));
     });
     (addr, report)
 }
@@ -610,7 +622,10 @@ fn fanout_over_a_websocket_publisher_delivers_everything_once() {
     args.extend(["--server-pid", &pid, "--settle", "60s"]);
     let started = std::time::Instant::now();
     let (out, json) = bench_json(&args);
-    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{json}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{json}"
+    );
     assert_eq!(out.code(), 0, "{out:?}");
     assert_eq!(json["publisher"], "websocket");
     assert_every_subscriber_got_every_message(&json);
@@ -691,60 +706,49 @@ fn echo_with_deflate_runs_on_the_tether_client() {
 /// A pub/sub server of this test that drops offset 3 and delivers offset 5 twice, to every
 /// subscriber; it speaks just enough of tether.pubsub.v1 for the fan-out workload.
 fn lossy_pubsub_server() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let (deliveries, _) = tokio::sync::broadcast::channel::<String>(1024);
-            let published = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
+    serve_on_a_thread(move |listener| async move {
+        let (deliveries, _) = tokio::sync::broadcast::channel::<String>(1024);
+        let published = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (deliveries, published) = (deliveries.clone(), published.clone());
+            tokio::spawn(async move {
+                let Ok(mut ws) = tether::accept(stream).await else {
                     return;
                 };
-                let (deliveries, published) = (deliveries.clone(), published.clone());
-                tokio::spawn(async move {
-                    let Ok(mut ws) = tether::accept(stream).await else {
-                        return;
-                    };
-                    let mut feed = deliveries.subscribe();
-                    loop {
-                        tokio::select! {
-                            request = ws.next() => {
-                                let Some(Ok(Message::Text(text))) = request else { return };
-                                let request: Value = serde_json::from_str(text.as_str()).unwrap();
-                                let reply = if request["type"] == "subscribe" {
-                                    r#"{"type":"ack","id":1,"topics":{"t":{"epoch":"e","offset":0}}}"#.to_string()
-                                } else {
-                                    let offset = published.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                                    let message = format!(
-                                        r#"{{"type":"message","topic":"t","epoch":"e","offset":{offset},"ts":0,"data":{}}}"#,
-                                        request["data"]
-                                    );
-                                    let times = match offset { 3 => 0, 5 => 2, _ => 1 };
-                                    for _ in 0..times {
-                                        let _ = deliveries.send(message.clone());
-                                    }
-                                    format!(r#"{{"type":"ack","id":{},"topic":"t","epoch":"e","offset":{offset}}}"#, request["id"])
-                                };
-                                if ws.send(Message::text(reply)).await.is_err() { return }
-                            }
-                            delivery = feed.recv() => {
-                                let Ok(delivery) = delivery else { return };
-                                if ws.send(Message::text(delivery)).await.is_err() { return }
-                            }
+                let mut feed = deliveries.subscribe();
+                loop {
+                    tokio::select! {
+                        request = ws.next() => {
+                            let Some(Ok(Message::Text(text))) = request else { return };
+                            let request: Value = serde_json::from_str(text.as_str()).unwrap();
+                            let reply = if request["type"] == "subscribe" {
+                                r#"{"type":"ack","id":1,"topics":{"t":{"epoch":"e","offset":0}}}"#.to_string()
+                            } else {
+                                let offset = published.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                                let message = format!(
+                                    r#"{{"type":"message","topic":"t","epoch":"e","offset":{offset},"ts":0,"data":{}}}"#,
+                                    request["data"]
+                                );
+                                let times = match offset { 3 => 0, 5 => 2, _ => 1 };
+                                for _ in 0..times {
+                                    let _ = deliveries.send(message.clone());
+                                }
+                                format!(r#"{{"type":"ack","id":{},"topic":"t","epoch":"e","offset":{offset}}}"#, request["id"])
+                            };
+                            if ws.send(Message::text(reply)).await.is_err() { return }
+                        }
+                        delivery = feed.recv() => {
+                            let Ok(delivery) = delivery else { return };
+                            if ws.send(Message::text(delivery)).await.is_err() { return }
                         }
                     }
-                });
-            }
-        });
-    });
-    addr
+                }
+            });
+        }
+    })
 }
 
 #[test]
@@ -775,84 +779,74 @@ fn slow_fanout_server() -> (SocketAddr, mpsc::Receiver<usize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::sync::mpsc as channel;
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
     let (seen_tx, seen_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let subscribers = Arc::new(std::sync::Mutex::new(Vec::<channel::Sender<String>>::new()));
-            let hung_up = Arc::new(AtomicUsize::new(0));
-            // The fan-out: one publish after the other, one subscriber after the other.
-            let (publish_tx, mut publish_rx) = channel::unbounded_channel::<String>();
-            let (fanout_subscribers, fanout_hung_up) = (subscribers.clone(), hung_up.clone());
-            tokio::spawn(async move {
-                let mut most = 0;
-                while let Some(message) = publish_rx.recv().await {
-                    let subscribers = fanout_subscribers.lock().unwrap().clone();
-                    for subscriber in subscribers {
-                        most = most.max(fanout_hung_up.load(Ordering::SeqCst));
-                        let _ = subscriber.send(message.clone()).await;
-                        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-                    }
-                    let _ = seen_tx.send(most);
+    let addr = serve_on_a_thread(move |listener| async move {
+        let subscribers = Arc::new(std::sync::Mutex::new(Vec::<channel::Sender<String>>::new()));
+        let hung_up = Arc::new(AtomicUsize::new(0));
+        // The fan-out: one publish after the other, one subscriber after the other.
+        let (publish_tx, mut publish_rx) = channel::unbounded_channel::<String>();
+        let (fanout_subscribers, fanout_hung_up) = (subscribers.clone(), hung_up.clone());
+        tokio::spawn(async move {
+            let mut most = 0;
+            while let Some(message) = publish_rx.recv().await {
+                let subscribers = fanout_subscribers.lock().unwrap().clone();
+                for subscriber in subscribers {
+                    most = most.max(fanout_hung_up.load(Ordering::SeqCst));
+                    let _ = subscriber.send(message.clone()).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
                 }
-            });
-            let published = Arc::new(AtomicUsize::new(0));
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (subscribers, hung_up, published, publish_tx) = (
-                    subscribers.clone(),
-                    hung_up.clone(),
-                    published.clone(),
-                    publish_tx.clone(),
-                );
-                tokio::spawn(async move {
-                    let Ok(mut ws) = tether::accept(stream).await else {
-                        return;
-                    };
-                    let (feed_tx, mut feed) = channel::channel::<String>(64);
-                    let mut subscribed = false;
-                    loop {
-                        tokio::select! {
-                            request = ws.next() => {
-                                let Some(Ok(Message::Text(text))) = request else {
-                                    if subscribed {
-                                        hung_up.fetch_add(1, Ordering::SeqCst);
-                                    }
-                                    return;
-                                };
-                                let request: Value = serde_json::from_str(text.as_str()).unwrap();
-                                let reply = if request["type"] == "subscribe" {
-                                    subscribed = true;
-                                    subscribers.lock().unwrap().push(feed_tx.clone());
-                                    r#"{"type":"ack","id":1,"topics":{"t":{"epoch":"e","offset":0}}}"#.to_string()
-                                } else {
-                                    let offset = published.fetch_add(1, Ordering::SeqCst) + 1;
-                                    let _ = publish_tx.send(format!(
-                                        r#"{{"type":"message","topic":"t","epoch":"e","offset":{offset},"ts":0,"data":{}}}"#,
-                                        request["data"]
-                                    ));
-                                    format!(r#"{{"type":"ack","id":{},"topic":"t","epoch":"e","offset":{offset}}}"#, request["id"])
-                                };
-                                if ws.send(Message::text(reply)).await.is_err() { return }
-                            }
-                            delivery = feed.recv() => {
-                                let Some(delivery) = delivery else { return };
-                                if ws.send(Message::text(delivery)).await.is_err() { return }
-                            }
-                        }
-                    }
-                });
+                let _ = seen_tx.send(most);
             }
         });
+        let published = Arc::new(AtomicUsize::new(0));
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (subscribers, hung_up, published, publish_tx) = (
+                subscribers.clone(),
+                hung_up.clone(),
+                published.clone(),
+                publish_tx.clone(),
+            );
+            tokio::spawn(async move {
+                let Ok(mut ws) = tether::accept(stream).await else {
+                    return;
+                };
+                let (feed_tx, mut feed) = channel::channel::<String>(64);
+                let mut subscribed = false;
+                loop {
+                    tokio::select! {
+                        request = ws.next() => {
+                            let Some(Ok(Message::Text(text))) = request else {
+                                if subscribed {
+                                    hung_up.fetch_add(1, Ordering::SeqCst);
+                                }
+                                return;
+                            };
+                            let request: Value = serde_json::from_str(text.as_str()).unwrap();
+                            let reply = if request["type"] == "subscribe" {
+                                subscribed = true;
+                                subscribers.lock().unwrap().push(feed_tx.clone());
+                                r#"{"type":"ack","id":1,"topics":{"t":{"epoch":"e","offset":0}}}"#.to_string()
+                            } else {
+                                let offset = published.fetch_add(1, Ordering::SeqCst) + 1;
+                                let _ = publish_tx.send(format!(
+                                    r#"{{"type":"message","topic":"t","epoch":"e","offset":{offset},"ts":0,"data":{}}}"#,
+                                    request["data"]
+                                ));
+                                format!(r#"{{"type":"ack","id":{},"topic":"t","epoch":"e","offset":{offset}}}"#, request["id"])
+                            };
+                            if ws.send(Message::text(reply)).await.is_err() { return }
+                        }
+                        delivery = feed.recv() => {
+                            let Some(delivery) = delivery else { return };
+                            if ws.send(Message::text(delivery)).await.is_err() { return }
+                        }
+                    }
+                }
+            });
+        }
     });
     (addr, seen_rx)
 }
