@@ -199,6 +199,14 @@ pub fn run_connection(role: Role, data: &[u8]) {
 
     // What the same engine makes of the whole input in one read, for comparison.
     let reference = events_in_one_read(connection(role, config.clone(), params), wire);
+    // Lent events (`for_each_ref`, copied out or broken on and taken) are the same events.
+    for batch in [false, true] {
+        let lent = lent_events_in_one_read(connection(role, config.clone(), params), wire, batch);
+        assert!(
+            lent == reference,
+            "lent events differ (batch: {batch}):\n  lent: {lent:?}\n  owned: {reference:?}"
+        );
+    }
     let mut seen = Vec::new();
     let mut conn = connection(role, config, params);
     let mut peer = connection(role.peer(), peer_config, params);
@@ -312,6 +320,42 @@ fn events_in_one_read(mut conn: Connection, wire: &[u8]) -> Vec<Result<Message, 
     std::iter::from_fn(|| conn.poll_event())
         .map(|event| summary(&event))
         .collect()
+}
+
+/// As [`events_in_one_read`], with every event lent: copied out (`batch`), or broken on and
+/// taken.
+fn lent_events_in_one_read(
+    mut conn: Connection,
+    wire: &[u8],
+    batch: bool,
+) -> Vec<Result<Message, CloseCode>> {
+    conn.receive(wire);
+    let mut out = Vec::new();
+    if batch {
+        let result = conn.for_each_ref(|message, _| {
+            out.push(summary(&Ok(message.to_message())));
+            std::ops::ControlFlow::Continue(())
+        });
+        if let Err(e) = result {
+            out.push(summary(&Err(e)));
+        }
+    } else {
+        // Break at every event and take it.
+        loop {
+            match conn.for_each_ref(|_, _| std::ops::ControlFlow::Break(())) {
+                Ok(std::ops::ControlFlow::Break(())) => {
+                    let taken = conn.take_lent().expect("the event broken on is lent");
+                    out.push(summary(&Ok(taken)));
+                }
+                Ok(std::ops::ControlFlow::Continue(())) => break,
+                Err(e) => {
+                    out.push(summary(&Err(e)));
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 fn check_error(conn: &Connection, e: &ProtocolError) {

@@ -144,13 +144,50 @@ fn bench_send(c: &mut Criterion) {
     group.finish();
 }
 
+/// An echo of `MESSAGES` small text messages by a server, two ways: owned messages
+/// (`poll_event` then `send`), and lent to a handler (`for_each_ref` and `Sender::send_ref`).
+fn bench_echo(c: &mut Criterion) {
+    let wire = masked_text_frames();
+    let mut group = c.benchmark_group("echo");
+    group.throughput(Throughput::Elements(MESSAGES as u64));
+    let drain = |conn: &mut Connection| {
+        let n = conn.pending_transmit();
+        assert_eq!(n, MESSAGES * (2 + PAYLOAD));
+        conn.advance_transmit(n);
+    };
+    group.bench_function("server_1000x16B_text_owned", |b| {
+        b.iter(|| {
+            let mut conn = Connection::server(config(), None);
+            conn.receive(black_box(&wire));
+            while let Some(event) = conn.poll_event() {
+                conn.send(event.expect("valid")).expect("open");
+            }
+            drain(&mut conn);
+        })
+    });
+    group.bench_function("server_1000x16B_text_for_each_ref", |b| {
+        b.iter(|| {
+            let mut conn = Connection::server(config(), None);
+            conn.receive(black_box(&wire));
+            let flow = conn.for_each_ref(|message, sender| {
+                sender.send_ref(message).expect("open");
+                std::ops::ControlFlow::Continue(())
+            });
+            assert_eq!(flow, Ok(std::ops::ControlFlow::Continue(())));
+            drain(&mut conn);
+        })
+    });
+    group.finish();
+}
+
 // `criterion_group!` defines an undocumented `pub fn`: kept in a private module.
 mod group {
     criterion::criterion_group!(
         benches,
         super::bench_header,
         super::bench_receive,
-        super::bench_send
+        super::bench_send,
+        super::bench_echo
     );
 }
 criterion_main!(group::benches);

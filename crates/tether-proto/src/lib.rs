@@ -79,8 +79,8 @@ pub mod utf8;
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, ConfigError};
 pub use connection::{
-    Connection, DIRECT_READ_MAX, DIRECT_READ_MIN, DataFrame, DataKind, Incoming, MaskKeys,
-    PreparedMessage, SendOptions, State,
+    CloseFrameRef, Connection, DIRECT_READ_MAX, DIRECT_READ_MIN, DataFrame, DataKind, Incoming,
+    MaskKeys, MessageRef, PreparedMessage, SHARE_THRESHOLD, SendOptions, Sender, State,
 };
 pub use error::{ProtocolError, SendError};
 pub use message::{Message, Utf8Bytes};

@@ -1,5 +1,6 @@
 //! The connection engine: frames in, events out; commands in, bytes out.
 
+mod lend;
 mod prepared;
 mod recv;
 mod send;
@@ -18,8 +19,9 @@ use crate::frame::FrameHeader;
 use crate::outbound::Outbound;
 use crate::role::Role;
 
+pub use lend::{CloseFrameRef, MessageRef};
 pub use prepared::PreparedMessage;
-pub use send::SendOptions;
+pub use send::{SHARE_THRESHOLD, SendOptions, Sender};
 pub use stream::{DataFrame, DataKind, Incoming};
 
 /// Where a connection is in its life (RFC 6455 §7).
@@ -94,6 +96,22 @@ pub struct Connection {
     /// ([`Connection::direct_read_len`]); 0 otherwise. One byte, which fits in the padding
     /// after the flags: a wider field made every idle connection's task 128 bytes larger.
     last_large_frame: u8,
+    /// The event a handler broke on, if it is still lent ([`Connection::for_each_ref`]).
+    loan: Loan,
+}
+
+/// Where the event lent by the last poll is (every poll ends the loan first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Loan {
+    /// Nothing is lent.
+    None,
+    /// A whole frame at the front of `input`, unmasked and checked: a message of one frame,
+    /// a ping or a pong.
+    Input,
+    /// A reassembled message, complete and checked, in `message`.
+    Message,
+    /// A close frame's payload, checked, in `message`.
+    Close,
 }
 
 /// Data frames this large or larger are read straight into the engine's input buffer
@@ -173,6 +191,7 @@ impl Connection {
             timed_out: false,
             close_deadline: None,
             last_large_frame: 0,
+            loan: Loan::None,
         }
     }
 
@@ -212,6 +231,7 @@ impl Connection {
     /// by one read, or by one frame (`max_frame_size`) while a single-frame binary message is
     /// arriving. Bytes after the connection closed are ignored (RFC 6455 §5.5.1).
     pub fn receive(&mut self, data: &[u8]) {
+        self.release_loan();
         if self.state == State::Closed || self.failed || data.is_empty() {
             return;
         }
@@ -243,7 +263,7 @@ impl Connection {
     /// The length is bounded by what the peer really sent: at most as much again as has
     /// arrived of the frame (or as the last frame was), and [`DIRECT_READ_MAX`].
     pub fn direct_read_len(&self) -> Option<usize> {
-        if self.state == State::Closed || self.failed {
+        if self.state == State::Closed || self.failed || self.loan != Loan::None {
             return None;
         }
         let (rest, arrived) = if let Some(frame) = &self.frame {
@@ -284,6 +304,7 @@ impl Connection {
         read: impl FnOnce(&mut bytes::buf::Limit<&mut BytesMut>) -> R,
     ) -> R {
         use bytes::BufMut;
+        self.release_loan();
         let before = self.input.len();
         self.input.reserve(len);
         let result = read(&mut (&mut self.input).limit(len));
@@ -313,7 +334,10 @@ impl Connection {
     /// Whether buffered input remains that [`poll_event`](Self::poll_event) has not turned into
     /// events yet (for a driver that limits work per wake-up).
     pub fn has_buffered_input(&self) -> bool {
-        !self.input.is_empty()
+        match self.loan {
+            Loan::Input => self.input.len() > lend::lent_frame(&self.input).1.end,
+            _ => !self.input.is_empty(),
+        }
     }
 
     /// The transport reached end of stream. Returns whether the close was clean: both close
@@ -393,6 +417,7 @@ impl Connection {
 
     fn enter_closed(&mut self) {
         self.state = State::Closed;
+        self.loan = Loan::None;
         self.input = BytesMut::new();
         self.frame = None;
         self.message = None;

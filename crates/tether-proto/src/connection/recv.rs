@@ -2,7 +2,9 @@
 
 use bytes::{Buf, Bytes};
 
-use super::{Connection, State};
+use super::lend::Step;
+use super::send::sender;
+use super::{Connection, Loan, State};
 use crate::close::{CloseCode, CloseFrame};
 use crate::deflate::DeflateError;
 use crate::error::ProtocolError;
@@ -31,7 +33,7 @@ pub(super) struct IncomingFrame {
 pub(super) struct IncomingMessage {
     pub(super) text: bool,
     pub(super) compressed: bool,
-    data: Vec<u8>,
+    pub(super) data: Vec<u8>,
     /// How much of `data` the UTF-8 validator has seen.
     validated: usize,
     pub(super) utf8: Utf8Validator,
@@ -50,6 +52,14 @@ impl IncomingMessage {
             streamed: 0,
         }
     }
+
+    /// A received close frame's payload, kept to be lent.
+    fn closing(payload: Vec<u8>) -> Self {
+        IncomingMessage {
+            data: payload,
+            ..IncomingMessage::new(OpCode::Binary, false)
+        }
+    }
 }
 
 impl Connection {
@@ -62,27 +72,39 @@ impl Connection {
     ///
     /// With [frame streaming](Self::stream_frames) on, data frames are checked and dropped
     /// here (read them with [`poll_frame`](Self::poll_frame)); only control frames come out.
+    ///
+    /// [`for_each_ref`](Self::for_each_ref) lends the same events to a handler instead of
+    /// handing them over.
     pub fn poll_event(&mut self) -> Option<Result<Message, ProtocolError>> {
-        self.poll_with(|conn| {
-            if !conn.streaming {
-                return conn.read_step();
-            }
-            loop {
-                match conn.stream_step()? {
-                    Some(super::Incoming::Frame(_)) => continue,
-                    Some(super::Incoming::Message(msg)) => return Ok(Some(msg)),
-                    None => return Ok(None),
-                }
-            }
+        self.poll_with(|conn| match conn.next_step()? {
+            Some(step) => conn.take_step(step).map(Some),
+            None => Ok(None),
         })
     }
 
-    /// Runs one parsing step with the bookkeeping every output shares: nothing once closed,
-    /// the read buffer released when empty, a broken rule failing the connection.
+    /// Parses up to the next event and says where it lies: in the read buffer, or held
+    /// beside it (a reassembled message, a close).
+    pub(super) fn next_step(&mut self) -> Result<Option<Step>, ProtocolError> {
+        if !self.streaming {
+            return self.read_step();
+        }
+        loop {
+            match self.stream_step()? {
+                Some(super::stream::StreamStep::Frame(_)) => continue,
+                Some(super::stream::StreamStep::Control(step)) => return Ok(Some(step)),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Runs one parsing step with the bookkeeping every output shares: the last event's loan
+    /// ended, nothing once closed, the read buffer released when empty, a broken rule
+    /// failing the connection.
     pub(super) fn poll_with<T>(
         &mut self,
         step: impl FnOnce(&mut Self) -> Result<Option<T>, ProtocolError>,
     ) -> Option<Result<T, ProtocolError>> {
+        self.release_loan();
         if self.state == State::Closed || self.failed {
             return None;
         }
@@ -102,7 +124,7 @@ impl Connection {
         }
     }
 
-    fn read_step(&mut self) -> Result<Option<Message>, ProtocolError> {
+    fn read_step(&mut self) -> Result<Option<Step>, ProtocolError> {
         loop {
             if let Some(frame) = &mut self.frame {
                 if frame.remaining > 0 {
@@ -125,7 +147,8 @@ impl Connection {
                 }
                 let fin = self.frame.take().is_some_and(|f| f.fin);
                 if fin {
-                    return self.finish_message().map(Some);
+                    self.finish_message()?;
+                    return Ok(Some(Step::Held(Loan::Message)));
                 }
                 continue;
             }
@@ -141,15 +164,7 @@ impl Connection {
                 if self.input.len() < header_len + len {
                     return Ok(None);
                 }
-                self.input.advance(header_len);
-                let mut payload = self.input.split_to(len);
-                if let Some(key) = header.mask {
-                    apply_mask(&mut payload, key, 0);
-                }
-                if let Some(msg) = self.control_frame(header.opcode, payload.freeze())? {
-                    return Ok(Some(msg));
-                }
-                continue;
+                return self.control_step(&header, header_len, len).map(Some);
             }
 
             self.data_exchanged = true;
@@ -167,22 +182,15 @@ impl Connection {
             }
             if whole_message && self.input.len() >= header_len + len {
                 // Fast path: a whole uncompressed message in one frame, all of it buffered.
-                // Unmask in place and hand out a view of the read buffer: no copy.
-                self.input.advance(header_len);
-                let mut payload = self.input.split_to(len);
+                // Unmask it in place and lend it where it is: no copy. Its consumer checks
+                // text as it makes a `str` of it (RFC 6455 §8.1), so that is done once.
+                let range = header_len..header_len + len;
                 if let Some(key) = header.mask {
-                    apply_mask(&mut payload, key, 0);
+                    apply_mask(&mut self.input[range.clone()], key, 0);
                 }
-                let payload = payload.freeze();
-                return Ok(Some(match header.opcode {
-                    OpCode::Text => {
-                        // RFC 6455 §8.1: text must be valid UTF-8.
-                        Message::Text(
-                            Utf8Bytes::try_from_bytes(payload)
-                                .map_err(|_| ProtocolError::InvalidUtf8)?,
-                        )
-                    }
-                    _ => Message::Binary(payload),
+                return Ok(Some(Step::Input {
+                    opcode: header.opcode,
+                    range,
                 }));
             }
 
@@ -293,11 +301,12 @@ impl Connection {
         validate_new_text(msg)
     }
 
-    fn finish_message(&mut self) -> Result<Message, ProtocolError> {
+    /// Completes the message being reassembled, which stays in `self.message` to be lent.
+    fn finish_message(&mut self) -> Result<(), ProtocolError> {
         let limit = self.config.max_message_size;
-        let mut msg = *self
+        let msg = self
             .message
-            .take()
+            .as_mut()
             .expect("a final frame belongs to a message");
         if msg.compressed {
             let deflate = self
@@ -309,44 +318,57 @@ impl Connection {
                 .finish_message(&mut msg.data, limit)
                 .map_err(inflate_error)?;
         }
-        validate_new_text(&mut msg)?;
+        validate_new_text(msg)?;
         if msg.text {
             // RFC 6455 §8.1: the message must not end inside a code point.
             msg.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-            Ok(Message::Text(Utf8Bytes::from_validated(Bytes::from(
-                msg.data,
-            ))))
-        } else {
-            Ok(Message::Binary(Bytes::from(msg.data)))
         }
+        Ok(())
     }
 
-    /// Handles a ping, pong or close; returns the event for the application.
-    pub(super) fn control_frame(
+    /// Handles a ping, pong or close whose bytes are all buffered: unmasks it in place, does
+    /// what receiving it requires of the engine, and leaves it to lend. A close is kept in
+    /// `self.message`, since closing drops the read buffer.
+    pub(super) fn control_step(
         &mut self,
-        opcode: OpCode,
-        payload: Bytes,
-    ) -> Result<Option<Message>, ProtocolError> {
-        match opcode {
+        header: &FrameHeader,
+        header_len: usize,
+        len: usize,
+    ) -> Result<Step, ProtocolError> {
+        let end = header_len + len;
+        if let Some(key) = header.mask {
+            apply_mask(&mut self.input[header_len..end], key, 0);
+        }
+        let payload = &self.input[header_len..end];
+        match header.opcode {
             OpCode::Ping => {
                 // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong
                 // frame in response", with "identical Application data".
                 if self.config.auto_pong && self.state == State::Open {
-                    self.queue_control(OpCode::Pong, &payload);
+                    sender!(self).queue_control(OpCode::Pong, payload);
                 }
-                Ok(Some(Message::Ping(payload)))
+                Ok(Step::Input {
+                    opcode: OpCode::Ping,
+                    range: header_len..end,
+                })
             }
-            OpCode::Pong => Ok(Some(Message::Pong(payload))),
+            OpCode::Pong => Ok(Step::Input {
+                opcode: OpCode::Pong,
+                range: header_len..end,
+            }),
             OpCode::Close => {
-                let frame = parse_close_payload(payload)?;
+                let code = check_close_payload(payload)?;
                 if self.state == State::Open {
                     // RFC 6455 §5.5.1: "the endpoint MUST send a Close frame in response",
                     // "typically echo[ing] the status code it received".
-                    let reply = frame.as_ref().map(|f| f.code.0.to_be_bytes());
-                    self.queue_control(OpCode::Close, reply.as_ref().map_or(&[][..], |c| &c[..]));
+                    let reply = code.map(|c| c.0.to_be_bytes());
+                    let reply = reply.as_ref().map_or(&[][..], |c| &c[..]);
+                    sender!(self).queue_control(OpCode::Close, reply);
                 }
+                let payload = payload.to_vec();
                 self.enter_closed();
-                Ok(Some(Message::Close(frame)))
+                self.message = Some(Box::new(IncomingMessage::closing(payload)));
+                Ok(Step::Held(Loan::Close))
             }
             _ => unreachable!("data opcodes are not control frames"),
         }
@@ -356,9 +378,10 @@ impl Connection {
     /// code, unless one was sent already, and stop reading. With
     /// `Config::deferred_failure_close` the close frame waits for the application's
     /// [`Connection::close`] instead; reading stops all the same.
-    fn fail(&mut self, e: &ProtocolError) {
+    pub(super) fn fail(&mut self, e: &ProtocolError) {
         if self.state == State::Open && self.config.deferred_failure_close {
             self.failed = true;
+            self.loan = Loan::None;
             self.input = bytes::BytesMut::new();
             self.frame = None;
             self.message = None;
@@ -396,8 +419,8 @@ fn inflate_error(e: DeflateError) -> ProtocolError {
     }
 }
 
-/// Parses a close frame's payload (RFC 6455 §5.5.1).
-fn parse_close_payload(payload: Bytes) -> Result<Option<CloseFrame>, ProtocolError> {
+/// Checks a close frame's payload (RFC 6455 §5.5.1); returns its status code, if any.
+fn check_close_payload(payload: &[u8]) -> Result<Option<CloseCode>, ProtocolError> {
     match payload.len() {
         0 => Ok(None),
         // "If there is a body, the first two bytes of the body MUST be a 2-byte unsigned
@@ -410,9 +433,19 @@ fn parse_close_payload(payload: Bytes) -> Result<Option<CloseFrame>, ProtocolErr
                 return Err(ProtocolError::InvalidCloseCode(code.0));
             }
             // RFC 6455 §5.5.1: the reason is UTF-8; §8.1 applies to it as to text.
-            let reason = Utf8Bytes::try_from_bytes(payload.slice(2..))
-                .map_err(|_| ProtocolError::InvalidCloseReason)?;
-            Ok(Some(CloseFrame { code, reason }))
+            if simdutf8::basic::from_utf8(&payload[2..]).is_err() {
+                return Err(ProtocolError::InvalidCloseReason);
+            }
+            Ok(Some(code))
         }
     }
+}
+
+/// A close frame from a payload [`check_close_payload`] accepted.
+pub(super) fn close_frame(payload: Bytes) -> Option<CloseFrame> {
+    let code = check_close_payload(&payload).ok().flatten()?;
+    Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_validated(payload.slice(2..)),
+    })
 }

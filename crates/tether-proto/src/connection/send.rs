@@ -2,16 +2,21 @@
 
 use bytes::Bytes;
 
-use super::{Connection, PreparedMessage, State};
+use super::{Connection, MaskKeys, PreparedMessage, State};
 use crate::close::CloseFrame;
+use crate::config::Config;
+use crate::deflate::PerMessageDeflate;
 use crate::error::SendError;
 use crate::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use crate::mask::apply_mask;
 use crate::message::Message;
+use crate::outbound::Outbound;
 use crate::role::Role;
 
-/// Unmasked payloads at least this long are queued by reference instead of copied.
-const SHARE_THRESHOLD: usize = 2048;
+/// A server queues an owned payload ([`Bytes`]) at least this long by reference, without
+/// copying it; shorter payloads, and every payload a client sends (it masks them), are
+/// copied into the outbound buffer.
+pub const SHARE_THRESHOLD: usize = 2048;
 
 /// First capacity of an empty outbound buffer: the replies to one read of small messages fit
 /// without a reallocation.
@@ -76,35 +81,142 @@ pub(super) fn frame_header(
     }
 }
 
-impl Connection {
-    /// Queues a message: text or binary as one frame (compressed when negotiated), or a ping,
-    /// pong or close. Same as [`send_with`](Self::send_with) with default options.
+/// The sending side of a [`Connection`], borrowed apart from what it receives: it queues
+/// messages while a received message is lent ([`Connection::for_each_ref`]), so a reply can
+/// be made from the lent bytes without copying them out first.
+///
+/// It queues as [`Connection::send_with`] does, with the same checks and errors.
+pub struct Sender<'a> {
+    role: Role,
+    streaming: bool,
+    /// A message sent frame by frame is unfinished.
+    sending: bool,
+    config: &'a Config,
+    state: &'a mut State,
+    data_exchanged: &'a mut bool,
+    deflate: Option<&'a mut PerMessageDeflate>,
+    mask_keys: Option<&'a mut MaskKeys>,
+    outbound: &'a mut Outbound,
+}
+
+/// A [`Sender`] over a connection's fields. A macro rather than a method, so that a function
+/// can also borrow the fields it leaves out (the received bytes a handler is lent).
+macro_rules! sender {
+    ($conn:expr) => {
+        $crate::connection::send::Sender::from_parts(
+            $conn.role,
+            $conn.streaming,
+            $conn.sending.is_some(),
+            &$conn.config,
+            &mut $conn.state,
+            &mut $conn.data_exchanged,
+            $conn.deflate.as_deref_mut(),
+            $conn.mask_keys.as_mut(),
+            &mut $conn.outbound,
+        )
+    };
+}
+pub(super) use sender;
+
+/// A payload to send: owned (a large one is then queued without a copy) or borrowed.
+enum Payload<'p> {
+    Owned(Bytes),
+    Borrowed(&'p [u8]),
+}
+
+impl Payload<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Owned(b) => b,
+            Payload::Borrowed(b) => b,
+        }
+    }
+}
+
+impl<'a> Sender<'a> {
+    #[allow(clippy::too_many_arguments)] // one per field, called only by `sender!`
+    #[inline]
+    pub(super) fn from_parts(
+        role: Role,
+        streaming: bool,
+        sending: bool,
+        config: &'a Config,
+        state: &'a mut State,
+        data_exchanged: &'a mut bool,
+        deflate: Option<&'a mut PerMessageDeflate>,
+        mask_keys: Option<&'a mut MaskKeys>,
+        outbound: &'a mut Outbound,
+    ) -> Self {
+        Sender {
+            role,
+            streaming,
+            sending,
+            config,
+            state,
+            data_exchanged,
+            deflate,
+            mask_keys,
+            outbound,
+        }
+    }
+
+    /// Queues a message (see [`Connection::send`]).
     pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
         self.send_with(msg, SendOptions::default())
     }
 
-    /// Queues a message with explicit options.
-    ///
-    /// Data messages are refused with [`SendError::Full`] while `max_outbound_buffer` bytes or
-    /// more are queued, and with [`SendError::Closed`] once a close frame was sent or received
-    /// (RFC 6455 §5.5.1: no data frames after a close).
+    /// Queues a message with explicit options (see [`Connection::send_with`]).
     pub fn send_with(&mut self, msg: Message, options: SendOptions) -> Result<(), SendError> {
         match msg {
-            Message::Text(text) => self.send_data(OpCode::Text, text.into(), options),
-            Message::Binary(data) => self.send_data(OpCode::Binary, data, options),
+            Message::Text(text) => {
+                self.send_data(OpCode::Text, Payload::Owned(text.into()), options)
+            }
+            Message::Binary(data) => self.send_data(OpCode::Binary, Payload::Owned(data), options),
             Message::Ping(data) => self.send_control(OpCode::Ping, &data),
             Message::Pong(data) => self.send_control(OpCode::Pong, &data),
-            Message::Close(frame) => self.close(frame),
+            Message::Close(frame) => self.close(frame.as_ref()),
         }
     }
 
-    /// Starts the closing handshake (RFC 6455 §7.1.2): queues a close frame and waits for the
-    /// peer's. `None` sends a close frame without a status code.
-    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
-        if self.state != State::Open {
+    /// Queues a text message, copied (or compressed) from `text`.
+    #[inline]
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        let payload = Payload::Borrowed(text.as_bytes());
+        self.send_data(OpCode::Text, payload, SendOptions::default())
+    }
+
+    /// Queues a binary message, copied (or compressed) from `data`.
+    #[inline]
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        let payload = Payload::Borrowed(data);
+        self.send_data(OpCode::Binary, payload, SendOptions::default())
+    }
+
+    /// Queues a borrowed message: the same kind with the same payload, copied. A close
+    /// starts the closing handshake, as [`Connection::close`] does.
+    #[inline]
+    pub fn send_ref(&mut self, msg: super::MessageRef<'_>) -> Result<(), SendError> {
+        use super::MessageRef;
+        match msg {
+            MessageRef::Text(text) => self.send_text(text),
+            MessageRef::Binary(data) => self.send_binary(data),
+            MessageRef::Ping(data) => self.send_control(OpCode::Ping, data),
+            MessageRef::Pong(data) => self.send_control(OpCode::Pong, data),
+            MessageRef::Close(frame) => self.close(frame.map(|f| f.to_close_frame()).as_ref()),
+        }
+    }
+
+    /// Bytes queued for the transport.
+    pub fn pending_transmit(&self) -> usize {
+        self.outbound.len()
+    }
+
+    /// Queues a close frame and moves to [`State::CloseSent`] (RFC 6455 §7.1.2).
+    fn close(&mut self, frame: Option<&CloseFrame>) -> Result<(), SendError> {
+        if *self.state != State::Open {
             return Err(SendError::Closed);
         }
-        let payload = match &frame {
+        let payload = match frame {
             Some(f) => {
                 // RFC 6455 §7.4: 1004-1006, 1015 and unassigned codes are never sent.
                 if !f.code.is_allowed_on_wire() {
@@ -118,41 +230,12 @@ impl Connection {
             None => Bytes::new(),
         };
         self.queue_control(OpCode::Close, &payload);
-        self.state = State::CloseSent;
-        if self.failed {
-            // The close of a deferred failure (Config::deferred_failure_close): RFC 6455
-            // §7.1.7, no closing handshake is awaited from a peer that broke the protocol.
-            self.enter_closed();
-        }
-        Ok(())
-    }
-
-    /// Queues a message prepared once for many connections. Only for servers (clients must
-    /// mask every frame with their own key). The compressed frame is used where it is valid
-    /// for this connection (see [`PreparedMessage::with_compression`]), else the plain one.
-    pub fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), SendError> {
-        if self.role != Role::Server {
-            return Err(SendError::UnsuitablePrepared(
-                "a client must mask its frames",
-            ));
-        }
-        self.check_data_allowed()?;
-        self.check_no_fragments_in_progress()?;
-        self.data_exchanged = true;
-        let frame = match (&msg.compressed, self.deflate_params) {
-            (Some(compressed), Some(params))
-                if PreparedMessage::fits(&params) && !self.streaming =>
-            {
-                compressed
-            }
-            _ => &msg.plain,
-        };
-        self.outbound.push_shared(frame.clone());
+        *self.state = State::CloseSent;
         Ok(())
     }
 
     pub(super) fn check_data_allowed(&self) -> Result<(), SendError> {
-        if self.state != State::Open {
+        if *self.state != State::Open {
             return Err(SendError::Closed);
         }
         if self.outbound.len() >= self.config.max_outbound_buffer {
@@ -163,8 +246,8 @@ impl Connection {
 
     /// RFC 6455 §5.4: a whole message cannot go between the frames of one sent with
     /// [`Connection::send_frame`].
-    fn check_no_fragments_in_progress(&self) -> Result<(), SendError> {
-        if self.sending.is_some() {
+    pub(super) fn check_no_fragments_in_progress(&self) -> Result<(), SendError> {
+        if self.sending {
             return Err(SendError::FrameOutOfSequence(
                 "a message starts before the previous one ended",
             ));
@@ -175,11 +258,17 @@ impl Connection {
     fn send_data(
         &mut self,
         opcode: OpCode,
-        payload: Bytes,
+        payload: Payload<'_>,
         options: SendOptions,
     ) -> Result<(), SendError> {
         self.check_data_allowed()?;
         self.check_no_fragments_in_progress()?;
+        if self.deflate.is_none() && options.fragment_size.is_none() {
+            // The common case: one frame, as it is.
+            *self.data_exchanged = true;
+            self.queue_frame(opcode, true, false, payload);
+            return Ok(());
+        }
         if options.fragment_size == Some(0) {
             return Err(SendError::ZeroFragmentSize);
         }
@@ -188,44 +277,43 @@ impl Connection {
             .deflate
             .as_ref()
             .map_or(0, |d| d.min_compress_size);
-        self.data_exchanged = true;
-        let payload = match &mut self.deflate {
+        *self.data_exchanged = true;
+        let len = payload.as_slice().len();
+        let (payload, compressed) = match &mut self.deflate {
             // With frame streaming, the compression context belongs to the peer whose
             // compressed frames cross this leg: whole messages go uncompressed.
-            Some(deflate) if options.compress && payload.len() >= min_size && !self.streaming => {
-                let mut out = Vec::with_capacity(payload.len() / 2 + 64);
-                deflate.compress(&payload, &mut out);
-                Some(Bytes::from(out))
+            Some(deflate) if options.compress && len >= min_size && !self.streaming => {
+                let mut out = Vec::with_capacity(len / 2 + 64);
+                deflate.compress(payload.as_slice(), &mut out);
+                (Payload::Owned(Bytes::from(out)), true)
             }
-            _ => None,
-        }
-        .map_or((payload, false), |compressed| (compressed, true));
-        let (payload, compressed) = payload;
+            _ => (payload, false),
+        };
         let size = options.fragment_size.unwrap_or(usize::MAX).max(1);
-        if payload.len() <= size {
+        let total = payload.as_slice().len();
+        if total <= size {
             self.queue_frame(opcode, true, compressed, payload);
             return Ok(());
         }
         // RFC 6455 §5.4: the first fragment carries the opcode, the rest are continuations;
         // RFC 7692 §6.1: RSV1 is set on the first fragment only.
         let mut offset = 0;
-        while offset < payload.len() {
-            let end = (offset + size).min(payload.len());
+        while offset < total {
+            let end = (offset + size).min(total);
             let first = offset == 0;
             let op = if first { opcode } else { OpCode::Continuation };
-            self.queue_frame(
-                op,
-                end == payload.len(),
-                compressed && first,
-                payload.slice(offset..end),
-            );
+            let part = match &payload {
+                Payload::Owned(b) => Payload::Owned(b.slice(offset..end)),
+                Payload::Borrowed(b) => Payload::Borrowed(&b[offset..end]),
+            };
+            self.queue_frame(op, end == total, compressed && first, part);
             offset = end;
         }
         Ok(())
     }
 
     fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
-        if self.state != State::Open {
+        if *self.state != State::Open {
             return Err(SendError::Closed);
         }
         // RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or less".
@@ -242,16 +330,30 @@ impl Connection {
         self.encode_frame(opcode, true, false, payload);
     }
 
-    pub(super) fn queue_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: Bytes) {
-        if self.role == Role::Server && payload.len() >= SHARE_THRESHOLD {
-            let header = frame_header(opcode, fin, rsv1, None, payload.len());
-            let mut head = [0; MAX_HEADER_LEN];
-            let n = header.encode(&mut head);
-            self.outbound.tail().extend_from_slice(&head[..n]);
-            self.outbound.commit(n);
-            self.outbound.push_shared(payload);
-        } else {
-            self.encode_frame(opcode, fin, rsv1, &payload);
+    /// Queues one frame of an owned payload (see [`SHARE_THRESHOLD`]).
+    pub(super) fn queue_owned_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        rsv1: bool,
+        payload: Bytes,
+    ) {
+        self.queue_frame(opcode, fin, rsv1, Payload::Owned(payload));
+    }
+
+    fn queue_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: Payload<'_>) {
+        match payload {
+            Payload::Owned(payload)
+                if self.role == Role::Server && payload.len() >= SHARE_THRESHOLD =>
+            {
+                let header = frame_header(opcode, fin, rsv1, None, payload.len());
+                let mut head = [0; MAX_HEADER_LEN];
+                let n = header.encode(&mut head);
+                self.outbound.tail().extend_from_slice(&head[..n]);
+                self.outbound.commit(n);
+                self.outbound.push_shared(payload);
+            }
+            payload => self.encode_frame(opcode, fin, rsv1, payload.as_slice()),
         }
     }
 
@@ -279,5 +381,68 @@ impl Connection {
             apply_mask(&mut tail[start..], key, 0);
         }
         self.outbound.commit(n + payload.len());
+    }
+}
+
+impl Connection {
+    /// Queues a message: text or binary as one frame (compressed when negotiated), or a ping,
+    /// pong or close. Same as [`send_with`](Self::send_with) with default options.
+    pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
+        self.send_with(msg, SendOptions::default())
+    }
+
+    /// Queues a message with explicit options.
+    ///
+    /// Data messages are refused with [`SendError::Full`] while `max_outbound_buffer` bytes or
+    /// more are queued, and with [`SendError::Closed`] once a close frame was sent or received
+    /// (RFC 6455 §5.5.1: no data frames after a close).
+    pub fn send_with(&mut self, msg: Message, options: SendOptions) -> Result<(), SendError> {
+        match msg {
+            Message::Close(frame) => self.close(frame),
+            msg => sender!(self).send_with(msg, options),
+        }
+    }
+
+    /// Starts the closing handshake (RFC 6455 §7.1.2): queues a close frame and waits for the
+    /// peer's. `None` sends a close frame without a status code.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
+        self.release_loan();
+        sender!(self).close(frame.as_ref())?;
+        if self.failed {
+            // The close of a deferred failure (Config::deferred_failure_close): RFC 6455
+            // §7.1.7, no closing handshake is awaited from a peer that broke the protocol.
+            self.enter_closed();
+        }
+        Ok(())
+    }
+
+    /// Queues a message prepared once for many connections. Only for servers (clients must
+    /// mask every frame with their own key). The compressed frame is used where it is valid
+    /// for this connection (see [`PreparedMessage::with_compression`]), else the plain one.
+    pub fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), SendError> {
+        if self.role != Role::Server {
+            return Err(SendError::UnsuitablePrepared(
+                "a client must mask its frames",
+            ));
+        }
+        let sender = sender!(self);
+        sender.check_data_allowed()?;
+        sender.check_no_fragments_in_progress()?;
+        self.data_exchanged = true;
+        let frame = match (&msg.compressed, self.deflate_params) {
+            (Some(compressed), Some(params))
+                if PreparedMessage::fits(&params) && !self.streaming =>
+            {
+                compressed
+            }
+            _ => &msg.plain,
+        };
+        self.outbound.push_shared(frame.clone());
+        Ok(())
+    }
+
+    /// Queues a control frame the engine itself decided to send (pong, close).
+    pub(super) fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) {
+        sender!(self).queue_control(opcode, payload);
     }
 }

@@ -23,7 +23,9 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::Connection;
+use super::lend::Step;
 use super::recv::{IncomingFrame, IncomingMessage};
+use super::send::sender;
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{FrameHeader, OpCode};
 use crate::mask::apply_mask;
@@ -73,6 +75,14 @@ pub enum Incoming {
     Message(Message),
 }
 
+/// What one step of frame streaming produced.
+pub(super) enum StreamStep {
+    /// A data frame, whole.
+    Frame(DataFrame),
+    /// A ping, pong or close, left where it lies.
+    Control(Step),
+}
+
 /// The message being sent frame by frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct OutgoingMessage {
@@ -109,10 +119,16 @@ impl Connection {
         if !self.streaming {
             return self.poll_event().map(|r| r.map(Incoming::Message));
         }
-        self.poll_with(Connection::stream_step)
+        self.poll_with(|conn| {
+            Ok(match conn.stream_step()? {
+                Some(StreamStep::Frame(frame)) => Some(Incoming::Frame(frame)),
+                Some(StreamStep::Control(step)) => Some(Incoming::Message(conn.take_step(step)?)),
+                None => None,
+            })
+        })
     }
 
-    pub(super) fn stream_step(&mut self) -> Result<Option<Incoming>, ProtocolError> {
+    pub(super) fn stream_step(&mut self) -> Result<Option<StreamStep>, ProtocolError> {
         loop {
             if let Some(frame) = &mut self.frame {
                 if frame.remaining > 0 {
@@ -171,7 +187,7 @@ impl Connection {
                     }
                     self.message = None;
                 }
-                return Ok(Some(Incoming::Frame(out)));
+                return Ok(Some(StreamStep::Frame(out)));
             }
 
             let Some((header, header_len)) = FrameHeader::parse(&self.input)? else {
@@ -184,15 +200,9 @@ impl Connection {
                 if self.input.len() < header_len + len {
                     return Ok(None);
                 }
-                self.input.advance(header_len);
-                let mut payload = self.input.split_to(len);
-                if let Some(key) = header.mask {
-                    apply_mask(&mut payload, key, 0);
-                }
-                if let Some(msg) = self.control_frame(header.opcode, payload.freeze())? {
-                    return Ok(Some(Incoming::Message(msg)));
-                }
-                continue;
+                return self
+                    .control_step(&header, header_len, len)
+                    .map(|step| Some(StreamStep::Control(step)));
             }
             self.data_exchanged = true;
             self.note_data_frame(header_len, len);
@@ -223,7 +233,7 @@ impl Connection {
     /// permessage-deflate, and as [`send`](Self::send) refuses data when closed or full.
     /// Control frames may be sent between the frames of a message.
     pub fn send_frame(&mut self, frame: DataFrame) -> Result<(), SendError> {
-        self.check_data_allowed()?;
+        sender!(self).check_data_allowed()?;
         // RFC 7692 §6: RSV1 means compressed only where permessage-deflate was negotiated.
         if frame.compressed && self.deflate.is_none() {
             return Err(SendError::CompressionNotNegotiated);
@@ -260,7 +270,7 @@ impl Connection {
         // RFC 7692 §6.1: RSV1 is set on the first frame of a compressed message only.
         let rsv1 = frame.first && frame.compressed;
         self.data_exchanged = true;
-        self.queue_frame(opcode, frame.fin, rsv1, frame.payload);
+        sender!(self).queue_owned_frame(opcode, frame.fin, rsv1, frame.payload);
         self.sending = (!frame.fin).then_some(this);
         Ok(())
     }

@@ -27,7 +27,7 @@ fn client() -> Connection {
     Connection::client(config(), None, || KEY)
 }
 
-fn deflate_params() -> DeflateParams {
+pub(super) fn deflate_params() -> DeflateParams {
     DeflateParams {
         server_no_context_takeover: false,
         client_no_context_takeover: false,
@@ -37,7 +37,7 @@ fn deflate_params() -> DeflateParams {
 }
 
 /// Everything `conn` has queued, as one buffer.
-fn take_output(conn: &mut Connection) -> Vec<u8> {
+pub(super) fn take_output(conn: &mut Connection) -> Vec<u8> {
     let mut slices = [IoSlice::new(&[]); 64];
     let n = conn.io_slices(&mut slices);
     let out: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
