@@ -88,21 +88,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     /// The I/O loop, yielding what `next` takes out of the engine.
-    fn poll_output<T>(
+    pub(crate) fn poll_output<T>(
         &mut self,
         cx: &mut Context<'_>,
-        next: fn(&mut Connection) -> Option<Result<T, ProtocolError>>,
+        mut next: impl FnMut(&mut Connection) -> Option<Result<T, ProtocolError>>,
     ) -> Poll<Option<Result<T, Error>>> {
         let mut reads = 0;
         loop {
             if let Some(event) = next(&mut self.conn) {
                 match event {
-                    Ok(msg) => {
-                        if let Some(k) = &mut self.keepalive {
-                            k.on_receive();
-                        }
-                        return Poll::Ready(Some(Ok(msg)));
-                    }
+                    Ok(msg) => return Poll::Ready(Some(Ok(msg))),
                     Err(e) => {
                         // Best effort: the close frame leaves now, even if the caller drops
                         // the connection on this error.
@@ -174,7 +169,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     }
                     // Otherwise the loop shuts our write side down too, then ends the stream.
                 }
-                Ok(_) => {}
+                Ok(_) => {
+                    // Any bytes from the peer show it is alive, also the start of a message
+                    // still arriving, and the messages a handler takes without returning
+                    // (`WebSocket::for_each_ref`).
+                    if let Some(k) = &mut self.keepalive {
+                        k.on_receive();
+                    }
+                }
                 Err(e) => match self.lose_transport(e) {
                     Some(e) => return Poll::Ready(Some(Err(e))),
                     None => return Poll::Ready(None),
@@ -310,7 +312,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// The other half bounds what reads produce while the peer is slow to take our bytes
     /// (pongs, the close reply). A single message larger than half the limit still passes
     /// the sink whole (it waits for the queue to drain first).
-    fn send_limit(&self) -> usize {
+    pub(crate) fn send_limit(&self) -> usize {
         (self.conn.config().max_outbound_buffer / 2).max(1)
     }
 

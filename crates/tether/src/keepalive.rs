@@ -37,7 +37,7 @@ impl Keepalive {
         }
     }
 
-    /// Anything from the peer (message, ping, pong) shows it is alive.
+    /// Anything from the peer (bytes of a message, ping or pong) shows it is alive.
     pub(crate) fn on_receive(&mut self) {
         self.last_receive = Instant::now();
         self.pinged = false;

@@ -63,6 +63,6 @@ pub use websocket::{Negotiated, WebSocket};
 pub use tether_proto::deflate::DeflateConfig;
 pub use tether_proto::handshake::{AcceptOptions, Request, Response};
 pub use tether_proto::{
-    CloseCode, CloseFrame, Config, DataFrame, DataKind, Incoming, Message, PreparedMessage,
-    SendOptions, State, Utf8Bytes,
+    CloseCode, CloseFrame, CloseFrameRef, Config, DataFrame, DataKind, Incoming, Message,
+    MessageRef, PreparedMessage, SHARE_THRESHOLD, SendError, SendOptions, Sender, State, Utf8Bytes,
 };

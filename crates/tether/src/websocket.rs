@@ -1,6 +1,7 @@
 //! `WebSocket<S>`: a connection as a `Stream` of messages and a `Sink` for them.
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -114,6 +115,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Timers run while the stream is polled.
     pub fn set_keepalive(&mut self, interval: Duration, timeout: Duration) {
         self.driver.set_keepalive(interval, timeout);
+    }
+
+    /// Runs the connection and lends every message and control frame to `f` as it arrives
+    /// (the engine's [`Connection::for_each_ref`]): each is read where it lies in the read
+    /// buffer, with no allocation or reference count, and `f` can queue replies with the
+    /// [`Sender`](tether_proto::Sender) beside it. Replies leave together when the connection
+    /// next waits for input, as with [`queue`](Self::queue): all the replies to one read in
+    /// one write. This is the fastest way to receive, uWebSockets' way: a handler per message,
+    /// no task wake-up or future between them.
+    ///
+    /// Returns `Some(Ok(()))` as soon as `f` breaks: the message `f` broke on stays lent, for
+    /// [`take_lent`](Self::take_lent) (to keep it, or to wait for room to answer it). Returns
+    /// `Some(Err(_))` when the connection fails, and `None` once it is closed and the
+    /// transport shut down (after `f` saw the close). Pings and closes are answered by the
+    /// engine, as with `next()`. Reading stops while `max_outbound_buffer` bytes are queued,
+    /// so a peer that does not read cannot make the replies grow without bound; a
+    /// [`send`](tether_proto::Sender::send) that finds the queue full fails with
+    /// [`SendError::Full`](tether_proto::SendError::Full). Cancel-safe.
+    ///
+    /// An echo server:
+    ///
+    /// ```no_run
+    /// use std::ops::ControlFlow;
+    ///
+    /// # async fn echo(mut ws: tether::WebSocket<tokio::net::TcpStream>) {
+    /// let done = ws
+    ///     .for_each_ref(|message, sender| {
+    ///         if message.is_data() && sender.send_ref(message).is_err() {
+    ///             return ControlFlow::Break(());
+    ///         }
+    ///         ControlFlow::Continue(())
+    ///     })
+    ///     .await;
+    /// # }
+    /// ```
+    pub async fn for_each_ref<F>(&mut self, mut f: F) -> Option<Result<(), Error>>
+    where
+        F: FnMut(tether_proto::MessageRef<'_>, &mut tether_proto::Sender<'_>) -> ControlFlow<()>,
+    {
+        std::future::poll_fn(|cx| {
+            self.driver
+                .poll_output(cx, |conn| match conn.for_each_ref(&mut f) {
+                    // Everything buffered was lent: the driver writes the replies and reads on.
+                    Ok(ControlFlow::Continue(())) => None,
+                    Ok(ControlFlow::Break(())) => Some(Ok(())),
+                    Err(e) => Some(Err(e)),
+                })
+        })
+        .await
+    }
+
+    /// Takes the message [`for_each_ref`](Self::for_each_ref) broke on as an owned
+    /// [`Message`], as `next()` would have returned it. `None` if nothing is lent.
+    pub fn take_lent(&mut self) -> Option<Message> {
+        self.driver.conn.take_lent()
     }
 
     /// Queues a message without writing it (see the batching note on [`WebSocket`]).

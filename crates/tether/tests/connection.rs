@@ -1,5 +1,6 @@
 //! The async layer end to end: in-memory duplex pairs and real TCP sockets on port 0.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -424,10 +425,22 @@ struct Probe {
     offered: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
 }
 
-/// An echo server on an instrumented transport (replies queued with `feed`, so all replies
-/// to one read leave together), and a client without compression. The server's task returns
-/// how many messages it echoed.
-async fn instrumented_echo() -> (
+/// How the instrumented echo server receives.
+#[derive(Clone, Copy)]
+enum Echo {
+    /// `next()`, and `feed` for the reply.
+    Owned,
+    /// `for_each_ref` and the `Sender`; a message of `SHARE_THRESHOLD` bytes or more is taken
+    /// (`take_lent`) and fed.
+    Lent,
+}
+
+/// An echo server on an instrumented transport (replies queued, so all replies to one read
+/// leave together), and a client without compression. The server's task returns how many
+/// messages it echoed.
+async fn instrumented_echo_with(
+    echo: Echo,
+) -> (
     WebSocket<DuplexStream>,
     Probe,
     tokio::task::JoinHandle<usize>,
@@ -443,11 +456,40 @@ async fn instrumented_echo() -> (
             .await
             .unwrap();
         let mut echoed = 0;
-        while let Some(Ok(msg)) = ws.next().await {
-            if msg.is_data() {
-                ws.feed(msg).await.unwrap();
-                echoed += 1;
+        match echo {
+            Echo::Owned => {
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_data() {
+                        ws.feed(msg).await.unwrap();
+                        echoed += 1;
+                    }
+                }
             }
+            Echo::Lent => loop {
+                if let Some(msg) = ws.take_lent() {
+                    assert!(msg.payload().len() >= tether::SHARE_THRESHOLD);
+                    ws.feed(msg).await.unwrap();
+                    echoed += 1;
+                }
+                let stopped = ws
+                    .for_each_ref(|message, sender| {
+                        if !message.is_data() {
+                            return ControlFlow::Continue(());
+                        }
+                        if message.payload().len() >= tether::SHARE_THRESHOLD {
+                            return ControlFlow::Break(());
+                        }
+                        sender.send_ref(message).unwrap();
+                        echoed += 1;
+                        ControlFlow::Continue(())
+                    })
+                    .await;
+                match stopped {
+                    Some(Ok(())) => {}
+                    None => break,
+                    Some(Err(e)) => panic!("{e}"),
+                }
+            },
         }
         echoed
     });
@@ -459,6 +501,14 @@ async fn instrumented_echo() -> (
         .await
         .unwrap();
     (client, probe, server)
+}
+
+async fn instrumented_echo() -> (
+    WebSocket<DuplexStream>,
+    Probe,
+    tokio::task::JoinHandle<usize>,
+) {
+    instrumented_echo_with(Echo::Owned).await
 }
 
 // The design claim of the driver: all replies produced by one read leave in one write.
@@ -488,6 +538,65 @@ async fn replies_to_one_read_leave_in_one_write() {
     );
     client.close(None).await.unwrap();
     assert_eq!(server.await.unwrap(), 100);
+}
+
+// The same with messages lent to a handler: small ones answered from the read buffer, a large
+// one taken and queued by reference, a ping answered by the engine in its place, in order.
+#[tokio::test]
+async fn a_handler_answers_lent_messages_in_order_with_one_write() {
+    let (mut client, probe, server) = instrumented_echo_with(Echo::Lent).await;
+    let mut sent = Vec::new();
+    for i in 0..50 {
+        sent.push(Message::text(format!("lent {i}")));
+    }
+    sent.insert(20, Message::binary(vec![7; 5000]));
+    sent.insert(30, Message::Ping(Bytes::from_static(b"in between")));
+    for msg in &sent {
+        client.feed(msg.clone()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    for want in &sent {
+        let want = match want {
+            Message::Ping(p) => Message::Pong(p.clone()),
+            other => other.clone(),
+        };
+        assert_eq!(client.next().await.unwrap().unwrap(), want);
+    }
+    // The handshake, then the replies in three chunks: the small ones before the large one,
+    // the large one by reference (not copied), the rest. This transport has no vectored
+    // writes, so each chunk is a write; on TCP the three leave in one `writev`.
+    assert_eq!(
+        probe.writes.load(std::sync::atomic::Ordering::SeqCst),
+        1 + 3,
+        "one write per queued chunk"
+    );
+    client.close(None).await.unwrap();
+    // The handler saw the close; `for_each_ref` then ended with the connection.
+    assert_eq!(server.await.unwrap(), 51);
+}
+
+// Keepalive counts bytes, not whole messages: a peer slowly sending one large message is alive.
+#[tokio::test(start_paused = true)]
+async fn keepalive_counts_the_bytes_of_a_message_still_arriving() {
+    let (mut client, mut server) = pair().await;
+    server.set_keepalive(Duration::from_secs(10), Duration::from_secs(30));
+    let payload: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+    // A masked binary frame of 1000 bytes (16-bit length), with an all-zero key.
+    let mut frame = vec![0x82, 0x80 | 126, 0x03, 0xe8, 0, 0, 0, 0];
+    frame.extend_from_slice(&payload);
+    let writer = tokio::spawn(async move {
+        // 80 s in all, 20 s between parts: longer than the idle timeout, never idle for it.
+        for part in frame.chunks(frame.len().div_ceil(4)) {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            client.get_mut().write_all(part).await.unwrap();
+        }
+        client
+    });
+    let started = tokio::time::Instant::now();
+    let msg = server.next().await.unwrap().unwrap();
+    assert_eq!(msg, Message::binary(payload));
+    assert!(started.elapsed() >= Duration::from_secs(80));
+    drop(writer.await.unwrap());
 }
 
 /// Both peers stream more than their queues hold, each with a reader task and a writer task.
