@@ -608,9 +608,27 @@ TRIED = [
     "s target is out of reach with this tool on this machine. The echo server used 58.2 s "
     "as well, on its one thread, 79% of it in zlib-rs (perf of 12.2.10-12.2.18, 128 KiB "
     "BMP messages: level-1 `deflate_quick` 59%, inflate 20%): with a free test tool it "
-    "would still need compression about twice as fast, or a second core.",
-    "- Not yet tried: pipelined echo: the remaining cost is per message in `poll_event` and "
-    "framing (`send_data`); batching the parse of all frames of one read is the next step. "
+    "would still need compression about twice as fast, or a second core. Where kosoku's "
+    "CPU goes (perf of kosoku on 12.2.*, 11,396 samples): 62% is zlib-rs compressing what it "
+    "sends (`deflate_medium` 36.5%, `longest_match` 12.8%, `flush_block_only` 8.6%, "
+    "`pqdownheap` 3.3%), 11% inflating the echoes (`inflate_fast`); its own work, whatever "
+    "the server does. On 2 cores kosoku's 129.5 s alone take at least 65 s of wall time.",
+    "- Pipelined echo, 2026-12-04: messages lent to a handler (`WebSocket::for_each_ref`, the "
+    "engine's `Connection::for_each_ref`). The echo server's handler gets each message of one "
+    "frame straight from the parser as a `&[u8]` or `&str` view of the read buffer and "
+    "copies the reply into the outbound buffer through a `Sender` borrowed beside it: no "
+    "`Bytes` per message (its split, freeze and drop were ~6% of the server's CPU) and no "
+    "return to the task between messages. Interleaved A/B, 3 rounds of 6 s, 64 x 16 B x 16 "
+    "in flight: 281-285 ns of server CPU per message before, 252-267 after; a throwaway "
+    "echo inside the parser (the floor for any receive API) measured 241-251. Criterion "
+    "(`cargo bench -p tether-proto --bench frame -- echo`, 1000 x 16 B text): 46.7 us with "
+    "`poll_event` + `send`, 33.2 us with `for_each_ref` + `send_ref` (1.41x). The 64 KiB and "
+    "deflate echoes are unchanged: a message of 2 KiB or more is taken (`take_lent`) and "
+    "queued by reference as before.",
+    "- Not yet tried: pipelined echo: 76-78% of the server's CPU is now the kernel's (one "
+    "`recvfrom` and one `writev` per 16 messages; the wake-up of the load tool inside our "
+    "`writev` alone is ~8%), and the load tool runs at 92-95% of its core, so little is left "
+    "to win on the server. "
     "Deflate: a load tool that sends precompressed frames (a stored block for the sequence "
     "number before the compressed pattern) would lift the tool's ceiling.",
 ]

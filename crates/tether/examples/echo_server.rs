@@ -2,15 +2,19 @@
 //!
 //! `cargo run --release -p tether --example echo_server -- 127.0.0.1:9001`
 //!
-//! This is the server the Autobahn TestSuite and the benchmarks run against. Replies are
-//! queued (`poll_ready` then `start_send`, what `feed` does), so all replies to one read
-//! leave in one write. It runs on jemalloc, as the `tether` binary does.
+//! This is the server the Autobahn TestSuite and the benchmarks run against. Messages are
+//! lent (`next_ref`): a reply to a small one is copied straight from the read buffer into the
+//! outbound buffer, with no allocation or reference count; a large one is taken and queued by
+//! reference, without a copy. Replies are queued, not flushed one by one, so all replies to
+//! one read leave in one write. It runs on jemalloc, as the `tether` binary does.
 
 use std::sync::Arc;
 
 use futures_util::future::poll_fn;
-use futures_util::{SinkExt, StreamExt};
-use tether::{Config, Message, State};
+use std::ops::ControlFlow;
+
+use futures_util::SinkExt;
+use tether::{Config, SHARE_THRESHOLD, State};
 use tokio::net::TcpListener;
 
 /// The `tether` binary's allocator (its `jemalloc` feature, and .cargo/config.toml), so the
@@ -60,19 +64,37 @@ fn main() -> std::io::Result<()> {
                 };
                 loop {
                     // Room for a reply first: the send waits here (writing out) while half of
-                    // `max_outbound_buffer` is queued, as `feed` would, but no message is
-                    // held across the wait, which keeps the task 128 bytes smaller.
+                    // `max_outbound_buffer` is queued, as `feed` would.
                     if ws.state() == State::Open
                         && poll_fn(|cx| ws.poll_ready_unpin(cx)).await.is_err()
                     {
                         break;
                     }
-                    let Some(Ok(msg)) = ws.next().await else {
-                        break;
-                    };
-                    if matches!(msg, Message::Text(_) | Message::Binary(_))
+                    // The message the handler stopped at, still lent, so the task holds
+                    // nothing across the wait: taken now and queued by reference, without a
+                    // copy.
+                    if let Some(msg) = ws.take_lent()
                         && ws.start_send_unpin(msg).is_err()
                     {
+                        break;
+                    }
+                    // Small messages are answered from the read buffer as they are parsed. The
+                    // handler stops at a large one, or at a reply that found the queue full.
+                    let stopped = ws
+                        .for_each_ref(|message, sender| {
+                            if !message.is_data() {
+                                // Pings and closes: the engine has answered them.
+                                return ControlFlow::Continue(());
+                            }
+                            if message.payload().len() >= SHARE_THRESHOLD
+                                || sender.send_ref(message).is_err()
+                            {
+                                return ControlFlow::Break(());
+                            }
+                            ControlFlow::Continue(())
+                        })
+                        .await;
+                    if !matches!(stopped, Some(Ok(()))) {
                         break;
                     }
                 }
