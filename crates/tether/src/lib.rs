@@ -58,7 +58,7 @@ pub use refused::{MAX_REFUSED_BODY, RefusedHandshake};
 pub use server::{Rejection, accept, accept_with};
 pub use split::{ReadHalf, WriteHalf};
 pub use stream::MaybeTlsStream;
-pub use websocket::{Negotiated, WebSocket};
+pub use websocket::{ForEachRef, Negotiated, WebSocket};
 
 pub use tether_proto::deflate::DeflateConfig;
 pub use tether_proto::handshake::{AcceptOptions, Request, Response};

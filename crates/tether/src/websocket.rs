@@ -1,6 +1,7 @@
 //! `WebSocket<S>`: a connection as a `Stream` of messages and a `Sink` for them.
 
 use std::fmt;
+use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -150,20 +151,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ///     .await;
     /// # }
     /// ```
-    pub async fn for_each_ref<F>(&mut self, mut f: F) -> Option<Result<(), Error>>
+    pub fn for_each_ref<F>(&mut self, f: F) -> ForEachRef<'_, S, F>
     where
         F: FnMut(tether_proto::MessageRef<'_>, &mut tether_proto::Sender<'_>) -> ControlFlow<()>,
     {
-        std::future::poll_fn(|cx| {
-            self.driver
-                .poll_output(cx, |conn| match conn.for_each_ref(&mut f) {
-                    // Everything buffered was lent: the driver writes the replies and reads on.
-                    Ok(ControlFlow::Continue(())) => None,
-                    Ok(ControlFlow::Break(())) => Some(Ok(())),
-                    Err(e) => Some(Err(e)),
-                })
-        })
-        .await
+        ForEachRef { ws: self, f }
     }
 
     /// Takes the message [`for_each_ref`](Self::for_each_ref) broke on as an owned
@@ -222,6 +214,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
+/// The future of [`WebSocket::for_each_ref`]. A named type rather than an `async fn`: it holds
+/// the connection's pointer and the handler, nothing else, so a task waiting in it (an idle
+/// connection's) is no larger than one waiting in `next()`.
+#[must_use = "futures do nothing unless polled"]
+pub struct ForEachRef<'a, S, F> {
+    ws: &'a mut WebSocket<S>,
+    f: F,
+}
+
+impl<S, F> fmt::Debug for ForEachRef<'_, S, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForEachRef").finish_non_exhaustive()
+    }
+}
+
+impl<S, F> Future for ForEachRef<'_, S, F>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnMut(tether_proto::MessageRef<'_>, &mut tether_proto::Sender<'_>) -> ControlFlow<()>
+        + Unpin,
+{
+    type Output = Option<Result<(), Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let f = &mut this.f;
+        this.ws
+            .driver
+            .poll_output(cx, |conn| match conn.for_each_ref(&mut *f) {
+                // Everything buffered was lent: the driver writes the replies and reads on.
+                Ok(ControlFlow::Continue(())) => None,
+                Ok(ControlFlow::Break(())) => Some(Ok(())),
+                Err(e) => Some(Err(e)),
+            })
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
     type Item = Result<Message, Error>;
 
@@ -270,6 +299,31 @@ mod tests {
     fn an_idle_websocket_is_small() {
         let size = std::mem::size_of::<WebSocket<tokio::net::TcpStream>>();
         assert!(size <= 272, "WebSocket<TcpStream> is {size} bytes");
+    }
+
+    /// An idle connection's task waits in `for_each_ref` (the echo server's) or `next()`: the
+    /// future holds one pointer and the handler, which captures nothing here.
+    #[test]
+    fn waiting_in_for_each_ref_costs_no_more_than_in_next() {
+        fn size_of_for_each_ref<S: 'static, F>(_: &F) -> usize
+        where
+            F: FnMut(
+                tether_proto::MessageRef<'_>,
+                &mut tether_proto::Sender<'_>,
+            ) -> ControlFlow<()>,
+        {
+            std::mem::size_of::<ForEachRef<'static, S, F>>()
+        }
+        let handler = |_: tether_proto::MessageRef<'_>, _: &mut tether_proto::Sender<'_>| {
+            ControlFlow::Continue(())
+        };
+        let next = std::mem::size_of::<
+            futures_util::stream::Next<'static, WebSocket<tokio::net::TcpStream>>,
+        >();
+        assert_eq!(
+            size_of_for_each_ref::<tokio::net::TcpStream, _>(&handler),
+            next
+        );
     }
 
     #[tokio::test]
