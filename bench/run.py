@@ -625,7 +625,13 @@ TRIED = [
     "`poll_event` + `send`, 33.2 us with `for_each_ref` + `send_ref` (1.41x). The 64 KiB and "
     "deflate echoes are unchanged: a message of 2 KiB or more is taken (`take_lent`) and "
     "queued by reference as before.",
-    "- Not yet tried: pipelined echo: 76-78% of the server's CPU is now the kernel's (one "
+    "- 64 KiB echo, 2026-12-04, perf of the server (the lending build, 4 s, 16 x 64 KiB): "
+    "88.8% kernel (`_copy_to_iter` 29.3% and `_copy_from_iter` 12.3%: the loopback copies "
+    "every server makes), unmasking (RFC 6455 §5.3) 7.3%, the rest of Tether 3.6%. At zero "
+    "user-space cost Tether would still spend ~11.5 us of the 12.9 us per message, above "
+    "the 10.6 us that 1.2x the fastest peer (12.67 us) allows: the target cannot be met on "
+    "loopback on this machine.",
+    "- Not yet tried: pipelined echo: 76-81% of the server's CPU is now the kernel's (one "
     "`recvfrom` and one `writev` per 16 messages; the wake-up of the load tool inside our "
     "`writev` alone is ~8%), and the load tool runs at 92-95% of its core, so little is left "
     "to win on the server. "
