@@ -87,33 +87,33 @@ pub(super) fn frame_header(
 ///
 /// It queues as [`Connection::send_with`] does, with the same checks and errors.
 pub struct Sender<'a> {
-    role: Role,
-    streaming: bool,
+    pub(super) role: Role,
+    pub(super) streaming: bool,
     /// A message sent frame by frame is unfinished.
-    sending: bool,
-    config: &'a Config,
-    state: &'a mut State,
-    data_exchanged: &'a mut bool,
-    deflate: Option<&'a mut PerMessageDeflate>,
-    mask_keys: Option<&'a mut MaskKeys>,
-    outbound: &'a mut Outbound,
+    pub(super) sending: bool,
+    pub(super) config: &'a Config,
+    pub(super) state: &'a mut State,
+    pub(super) data_exchanged: &'a mut bool,
+    pub(super) deflate: Option<&'a mut PerMessageDeflate>,
+    pub(super) mask_keys: Option<&'a mut MaskKeys>,
+    pub(super) outbound: &'a mut Outbound,
 }
 
 /// A [`Sender`] over a connection's fields. A macro rather than a method, so that a function
 /// can also borrow the fields it leaves out (the received bytes a handler is lent).
 macro_rules! sender {
     ($conn:expr) => {
-        $crate::connection::send::Sender::from_parts(
-            $conn.role,
-            $conn.streaming,
-            $conn.sending.is_some(),
-            &$conn.config,
-            &mut $conn.state,
-            &mut $conn.data_exchanged,
-            $conn.deflate.as_deref_mut(),
-            $conn.mask_keys.as_mut(),
-            &mut $conn.outbound,
-        )
+        $crate::connection::send::Sender {
+            role: $conn.role,
+            streaming: $conn.streaming,
+            sending: $conn.sending.is_some(),
+            config: &$conn.config,
+            state: &mut $conn.state,
+            data_exchanged: &mut $conn.data_exchanged,
+            deflate: $conn.deflate.as_deref_mut(),
+            mask_keys: $conn.mask_keys.as_mut(),
+            outbound: &mut $conn.outbound,
+        }
     };
 }
 pub(super) use sender;
@@ -133,33 +133,7 @@ impl Payload<'_> {
     }
 }
 
-impl<'a> Sender<'a> {
-    #[allow(clippy::too_many_arguments)] // one per field, called only by `sender!`
-    #[inline]
-    pub(super) fn from_parts(
-        role: Role,
-        streaming: bool,
-        sending: bool,
-        config: &'a Config,
-        state: &'a mut State,
-        data_exchanged: &'a mut bool,
-        deflate: Option<&'a mut PerMessageDeflate>,
-        mask_keys: Option<&'a mut MaskKeys>,
-        outbound: &'a mut Outbound,
-    ) -> Self {
-        Sender {
-            role,
-            streaming,
-            sending,
-            config,
-            state,
-            data_exchanged,
-            deflate,
-            mask_keys,
-            outbound,
-        }
-    }
-
+impl Sender<'_> {
     /// Queues a message (see [`Connection::send`]).
     pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
         self.send_with(msg, SendOptions::default())
